@@ -1,0 +1,38 @@
+"""`python -m ouro.bench [name ...]`: run benchmarks, write outputs/bench/<name>.json."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+from ouro.bench.common import write
+
+# name -> module with `run() -> dict`
+BENCHES = {
+    "model": "ouro.bench.model",
+    "text": "ouro.bench.text",
+    "train": "ouro.bench.train",
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHES)
+    for name in names:
+        if name not in BENCHES:
+            print(f"unknown benchmark {name!r}; known: {', '.join(BENCHES)}", file=sys.stderr)
+            return 2
+        try:
+            module = importlib.import_module(BENCHES[name])
+        except ModuleNotFoundError as e:
+            print(f"[bench] {name}: not available yet ({e})")
+            continue
+        result = module.run()
+        path = write(name, result)
+        print(f"[bench] {name} -> {path}")
+        print(json.dumps(result, indent=2, sort_keys=True)[:4000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""`ouro <command> [args]`: one entry point; each command lives with the code it drives.
+
+Commands are imported only when invoked, so `ouro --help` does not pay for JAX start-up.
+Every command module exposes `main(argv: list[str]) -> int` with its own argparse.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("ouro.model.cli", "presets: parameter counts, FLOPs per image, a timed forward+backward"),
+    "demo": ("ouro.train.demo", "train a small XUT on the embedded digits, sample, score (make demo)"),
+    "train": ("ouro.train.cli", "train an XUT with rectified flow (key=value config overrides)"),
+    "sample": ("ouro.train.sample_cli", "sample a labelled grid from a checkpoint with CFG"),
+    "sweep": ("ouro.train.sweep", "score samples over sampler steps x CFG scale"),
+    "embed": ("ouro.text.cli", "Gemma-3 270M text embeddings (texts file or ImageNet classes)"),
+    "run": ("ouro.run", "execute a notebook headlessly with papermill into outputs/runs/<name>/"),
+    "pod-run": ("ouro.run", "build (and optionally run) the same papermill run on every TPU-pod host"),
+    "fit": ("ouro.analysis.scaling", "fit L(step) = a*step^-b + c to loss CSVs"),
+    "report": ("ouro.report", "regenerate reports/Detail.md from outputs/"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: ouro <command> [args]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ouro: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    if name == "pod-run":
+        return int(module.pod_main(rest) or 0)
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
