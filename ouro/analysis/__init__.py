@@ -1,0 +1,1 @@
+"""Analysis: embedding statistics and maps, scaling-law fits."""
