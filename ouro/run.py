@@ -1,0 +1,355 @@
+"""Headless notebook runs: `ouro run` (one machine) and `ouro pod-run` (every TPU-pod host).
+
+    ouro run notebooks/training.py -p steps 50 --run-name tiny-50
+    ouro pod-run notebooks/training.py --tpu my-v5e-32 --zone us-west4-a -p preset xut-small
+
+A run executes the notebook (jupytext .py or .ipynb) with papermill into
+outputs/runs/<run-name>/: the executed .ipynb, every artefact the notebook writes (its
+`out_dir` parameter points there unless given), and run.json (parameters, git commit,
+package versions, start/end time, status). A failing cell exits non-zero, names the cell,
+and keeps the partially executed notebook — the run directory is evidence either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Versions recorded in run.json: what decides whether two runs are comparable.
+RECORDED_PACKAGES = (
+    "ouro", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy",
+    "papermill", "jupytext", "nbclient", "ipykernel",
+)
+
+
+class RunError(RuntimeError):
+    """A run could not start (bad notebook, parameter, or run directory)."""
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def project_root() -> Path:
+    """The repository root: $OURO_ROOT, else the nearest ancestor of the working directory
+    holding pyproject.toml and ouro/, else the checkout this package was imported from.
+    Notebooks resolve their default paths against it, so they behave the same whether
+    JupyterLab starts them in notebooks/ or papermill starts them elsewhere."""
+    if os.environ.get("OURO_ROOT"):
+        return Path(os.environ["OURO_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "ouro").is_dir():
+            return d
+    return Path(__file__).resolve().parents[1]
+
+
+def runs_dir() -> Path:
+    return project_root() / "outputs" / "runs"
+
+
+def resolve_out_dir(out_dir: str | os.PathLike | None, default_name: str) -> Path:
+    """A notebook's `out_dir` parameter as a created directory. Empty → outputs/runs/
+    <default_name>; relative paths are taken from the project root, not the kernel's cwd."""
+    path = Path(out_dir) if out_dir else runs_dir() / default_name
+    if not path.is_absolute():
+        path = project_root() / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- notebook I/O
+
+
+def load_notebook(path: str | os.PathLike):
+    """Read a jupytext .py (any format jupytext knows) or an .ipynb as an nbformat node."""
+    import jupytext
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"notebook {path}: no such file")
+    try:
+        nb = jupytext.read(path)
+    except Exception as e:  # jupytext/nbformat raise many types; the path is what matters
+        raise RunError(f"notebook {path}: cannot be read as a notebook ({e})") from e
+    if not nb.cells:
+        raise RunError(f"notebook {path}: has no cells")
+    # papermill needs a kernel to start; a percent .py carries none unless paired.
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
+def notebook_parameters(nb) -> dict[str, Any]:
+    """Names and default values of the cell tagged `parameters` ({} if there is none).
+    Defaults that are not literals are reported as their source text."""
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) > 1:
+        raise RunError(f"notebook has {len(cells)} cells tagged 'parameters'; papermill needs one")
+    if not cells:
+        return {}
+    params: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for t in targets:
+            if isinstance(t, ast.Name) and node.value is not None:
+                try:
+                    params[t.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    params[t.id] = ast.unparse(node.value)
+    return params
+
+
+def parse_value(text: str) -> Any:
+    """A `-p name value` value: Python/JSON literals (1, 0.5, true, None, [2, 4], "x"),
+    anything else as a plain string (so `-p preset xut-tiny` needs no quotes)."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _check_parameters(given: dict[str, Any], known: dict[str, Any], notebook: Path) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        names = ", ".join(sorted(known)) or "(none: the notebook has no 'parameters' cell)"
+        raise RunError(f"notebook {notebook}: unknown parameter(s) {', '.join(unknown)}; it accepts: {names}")
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def git_commit(root: Path | None = None) -> dict[str, Any]:
+    """{'commit': sha or None, 'dirty': bool or None} of the project checkout."""
+    root = root or project_root()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout
+        return {"commit": sha, "dirty": bool(status.strip())}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write-then-rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- ouro run
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    executed: Path
+    status: str  # "completed" | "failed" | "interrupted"
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def default_run_name(notebook: Path) -> str:
+    return f"{notebook.stem}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def run_notebook(
+    notebook: str | os.PathLike,
+    parameters: dict[str, Any] | None = None,
+    *,
+    run_name: str | None = None,
+    runs_root: str | os.PathLike | None = None,
+    kernel_name: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Execute `notebook` with papermill into <runs_root>/<run_name>/ and record run.json.
+
+    Unknown parameter names are rejected before a kernel starts. The kernel's working
+    directory is the notebook's own folder, as in JupyterLab.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = Path(notebook).resolve()
+    nb = load_notebook(notebook)
+    defaults = notebook_parameters(nb)
+    params = dict(parameters or {})
+    _check_parameters(params, defaults, notebook)
+
+    run_name = run_name or default_run_name(notebook)
+    run_dir = (Path(runs_root) if runs_root else runs_dir()) / run_name
+    if (run_dir / "run.json").exists():
+        raise RunError(f"run directory {run_dir} already holds a run; pick another --run-name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if "out_dir" in defaults and "out_dir" not in params:
+        params["out_dir"] = str(run_dir.resolve())
+
+    executed = run_dir / f"{notebook.stem}.ipynb"
+    record: dict[str, Any] = {
+        "run_name": run_name,
+        "notebook": str(notebook),
+        "executed_notebook": executed.name,
+        "parameters": params,
+        "defaults": defaults,
+        "git": git_commit(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "argv": sys.argv,
+        "start_time": _now(),
+        "end_time": None,
+        "status": "running",
+        "error": None,
+    }
+    write_json(run_dir / "run.json", record)
+    status = "failed"
+    try:
+        papermill.execute_notebook(
+            nb, str(executed), parameters=params, kernel_name=kernel_name or nb.metadata.kernelspec.get("name", "python3"),
+            cwd=str(notebook.parent), progress_bar=progress, log_output=False,
+        )
+        status = "completed"
+    except PapermillExecutionError as e:
+        first_line = next((ln for ln in e.source.splitlines() if ln.strip()), "")
+        record["error"] = {
+            "cell_index": e.cell_index, "execution_count": e.exec_count, "ename": e.ename,
+            "evalue": e.evalue, "cell_first_line": first_line,
+        }
+    except KeyboardInterrupt:
+        status = "interrupted"
+        record["error"] = {"ename": "KeyboardInterrupt", "evalue": ""}
+        raise
+    except Exception as e:  # kernel death, missing kernel spec: still leave a record
+        record["error"] = {"ename": type(e).__name__, "evalue": str(e)}
+    finally:
+        record.update(status=status, end_time=_now())
+        write_json(run_dir / "run.json", record)
+    return RunResult(run_dir=run_dir, executed=executed, status=status, record=record)
+
+
+def _describe_failure(result: RunResult) -> str:
+    err = result.record.get("error") or {}
+    if "cell_index" in err:
+        return (f"ouro run: cell {err['cell_index']} of the executed notebook (execution count "
+                f"{err['execution_count']}) failed: "
+                f"{err['ename']}: {err['evalue']}\n  cell starts: {err['cell_first_line']}\n"
+                f"  partial notebook: {result.executed}")
+    return f"ouro run: failed: {err.get('ename')}: {err.get('evalue')}\n  run directory: {result.run_dir}"
+
+
+def _add_param_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="notebook parameter (repeatable); VALUE is a Python literal or a plain string")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ouro run", description=__doc__.split("\n\n")[0])
+    p.add_argument("notebook", type=Path, help="jupytext .py or .ipynb")
+    _add_param_args(p)
+    p.add_argument("--run-name", help="directory name under outputs/runs/ (default: <notebook>-<UTC time>)")
+    p.add_argument("--runs-root", type=Path, help="parent of the run directory (default: <project>/outputs/runs)")
+    p.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's, else python3)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    params = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        result = run_notebook(args.notebook, params, run_name=args.run_name, runs_root=args.runs_root,
+                              kernel_name=args.kernel, progress=not args.no_progress)
+    except RunError as e:
+        print(f"ouro run: {e}", file=sys.stderr)
+        return 2
+    if result.status != "completed":
+        print(_describe_failure(result), file=sys.stderr)
+        return 1
+    print(f"ouro run: completed -> {result.run_dir}")
+    return 0
+
+
+# --------------------------------------------------------------------------- ouro pod-run
+
+
+def pod_command(
+    notebook: str, *, tpu: str, zone: str, parameters: dict[str, str] | None = None, run_name: str,
+    project: str | None = None, workdir: str = "~/ouro", python: str = ".venv/bin/python",
+) -> list[str]:
+    """The gcloud argv that runs the same `ouro run` on every host of a TPU pod slice.
+
+    Each host writes to outputs/runs/<run_name>/$(hostname) — `$(hostname)` expands on the
+    host, so the run directories never collide; the notebook's multi-host set-up
+    (jax.distributed) happens inside the library, not here. Parameter values are passed
+    verbatim (strings as typed on the command line) and shell-quoted for the remote shell.
+    """
+    if not tpu or not zone:
+        raise RunError("pod-run needs --tpu NAME and --zone ZONE")
+    cd = "cd ~/" + shlex.quote(workdir[2:]) if workdir.startswith("~/") else "cd " + shlex.quote(workdir)
+    remote = [shlex.quote(python), "-m", "ouro", "run", shlex.quote(notebook),
+              "--run-name", shlex.quote(run_name) + '/"$(hostname)"', "--no-progress"]
+    for name, value in (parameters or {}).items():
+        remote += ["-p", shlex.quote(name), shlex.quote(str(value))]
+    cmd = ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu, f"--zone={zone}"]
+    if project:
+        cmd.append(f"--project={project}")
+    cmd += ["--worker=all", f"--command={cd} && {' '.join(remote)}"]
+    return cmd
+
+
+def pod_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ouro pod-run", description="Run a notebook with papermill on every host of a TPU pod.")
+    p.add_argument("notebook", help="path relative to the checkout on the hosts")
+    p.add_argument("--tpu", required=True, help="TPU VM name")
+    p.add_argument("--zone", required=True)
+    p.add_argument("--project")
+    _add_param_args(p)
+    p.add_argument("--run-name", help="run directory (each host adds /<hostname>)")
+    p.add_argument("--workdir", default="~/ouro", help="the ouro checkout on every host")
+    p.add_argument("--python", default=".venv/bin/python", help="interpreter on the hosts (relative to --workdir)")
+    p.add_argument("--execute", action="store_true", help="run the command (default: print it)")
+    args = p.parse_args(argv)
+    run_name = args.run_name or default_run_name(Path(args.notebook))
+    try:
+        cmd = pod_command(args.notebook, tpu=args.tpu, zone=args.zone, project=args.project,
+                          parameters=dict(args.parameter), run_name=run_name, workdir=args.workdir, python=args.python)
+    except RunError as e:
+        print(f"ouro pod-run: {e}", file=sys.stderr)
+        return 2
+    print(shlex.join(cmd))
+    if not args.execute:
+        return 0
+    try:
+        return subprocess.run(cmd).returncode
+    except FileNotFoundError:
+        print("ouro pod-run: gcloud not found on PATH", file=sys.stderr)
+        return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,146 @@
+"""`ouro run` / `ouro pod-run` on throwaway notebooks written into tmp."""
+
+import json
+import shlex
+import textwrap
+
+import pytest
+
+from ouro import run
+
+OK = textwrap.dedent('''\
+    # %% tags=["parameters"]
+    x = 1
+    name = "a"
+    out_dir = ""
+    smoke = False
+
+    # %%
+    import json, os, pathlib
+    pathlib.Path(out_dir, "result.json").write_text(json.dumps({"x2": x * 2, "name": name, "cwd": os.getcwd()}))
+    ''')
+
+FAILING = textwrap.dedent('''\
+    # %% tags=["parameters"]
+    out_dir = ""
+
+    # %%
+    import pathlib
+    pathlib.Path(out_dir, "before.txt").write_text("written before the failure")
+
+    # %%
+    raise ValueError("boom in cell three")
+
+    # %%
+    pathlib.Path(out_dir, "after.txt").write_text("never")
+    ''')
+
+
+@pytest.fixture
+def notebooks(tmp_path):
+    (tmp_path / "nb").mkdir()
+    ok, bad = tmp_path / "nb" / "ok.py", tmp_path / "nb" / "bad.py"
+    ok.write_text(OK)
+    bad.write_text(FAILING)
+    return ok, bad
+
+
+def test_parse_value():
+    assert run.parse_value("50") == 50 and isinstance(run.parse_value("50"), int)
+    assert run.parse_value("1e-3") == 1e-3
+    assert run.parse_value("true") is True and run.parse_value("False") is False
+    assert run.parse_value("none") is None
+    assert run.parse_value("[2, 4]") == [2, 4]
+    assert run.parse_value("xut-tiny") == "xut-tiny"
+    assert run.parse_value("gs://bucket/ckpt") == "gs://bucket/ckpt"
+
+
+def test_notebook_parameters_reads_the_tagged_cell(notebooks):
+    ok, _ = notebooks
+    assert run.notebook_parameters(run.load_notebook(ok)) == {"x": 1, "name": "a", "out_dir": "", "smoke": False}
+
+
+def test_run_completes_and_records(notebooks, tmp_path):
+    ok, _ = notebooks
+    rc = run.main([str(ok), "-p", "x", "21", "-p", "name", "hello world", "--run-name", "r1",
+                   "--runs-root", str(tmp_path / "runs"), "--no-progress"])
+    assert rc == 0
+    run_dir = tmp_path / "runs" / "r1"
+    result = json.loads((run_dir / "result.json").read_text())
+    # out_dir was pointed at the run directory; the kernel ran in the notebook's folder
+    assert result == {"x2": 42, "name": "hello world", "cwd": str(ok.parent)}
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["status"] == "completed" and rec["error"] is None
+    assert rec["parameters"] == {"x": 21, "name": "hello world", "out_dir": str(run_dir)}
+    assert rec["start_time"] <= rec["end_time"]
+    assert len(rec["git"]["commit"] or "0" * 40) == 40
+    assert rec["packages"]["papermill"] and rec["packages"]["jax"]
+    executed = json.loads((run_dir / "ok.ipynb").read_text())
+    tags = [c["metadata"].get("tags", []) for c in executed["cells"]]
+    assert ["injected-parameters"] in tags
+    # a second run under the same name is refused rather than overwriting evidence
+    with pytest.raises(run.RunError, match="already holds a run"):
+        run.run_notebook(ok, run_name="r1", runs_root=tmp_path / "runs", progress=False)
+
+
+def test_failing_cell_exits_nonzero_names_cell_and_keeps_partial(notebooks, tmp_path, capsys):
+    _, bad = notebooks
+    rc = run.main([str(bad), "--run-name", "r2", "--runs-root", str(tmp_path / "runs"), "--no-progress"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "ValueError: boom in cell three" in err
+    assert 'cell starts: raise ValueError("boom in cell three")' in err
+    run_dir = tmp_path / "runs" / "r2"
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["status"] == "failed"
+    assert rec["error"]["ename"] == "ValueError" and rec["error"]["cell_index"] == 3  # +1: injected parameters cell
+    assert (run_dir / "before.txt").exists() and not (run_dir / "after.txt").exists()
+    executed = json.loads((run_dir / "bad.ipynb").read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any(o.get("ename") == "ValueError" for o in outputs)
+
+
+def test_unknown_parameter_rejected_before_kernel_start(notebooks, tmp_path, capsys):
+    ok, _ = notebooks
+    rc = run.main([str(ok), "-p", "stepz", "5", "--runs-root", str(tmp_path / "runs"), "--run-name", "r3"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter(s) stepz" in err and "name, out_dir, smoke, x" in err
+    assert not (tmp_path / "runs" / "r3").exists()
+
+
+def test_missing_notebook_is_a_clear_error(tmp_path, capsys):
+    assert run.main([str(tmp_path / "nope.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_resolve_out_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("OURO_ROOT", str(tmp_path))
+    assert run.resolve_out_dir("", "x") == tmp_path / "outputs" / "runs" / "x"
+    assert run.resolve_out_dir("outputs/y", "x") == tmp_path / "outputs" / "y"
+    assert run.resolve_out_dir(str(tmp_path / "abs"), "x") == tmp_path / "abs"
+    assert (tmp_path / "abs").is_dir()
+
+
+def test_pod_command_runs_same_papermill_on_every_host():
+    cmd = run.pod_command("notebooks/training.py", tpu="pod-32", zone="us-west4-a", project="proj",
+                          parameters={"steps": "1000", "ckpt_dir": "gs://b/ckpt dir"}, run_name="big")
+    assert cmd[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod-32"]
+    assert "--zone=us-west4-a" in cmd and "--project=proj" in cmd and "--worker=all" in cmd
+    remote = cmd[-1].removeprefix("--command=")
+    assert remote.startswith("cd ~/ouro && ")
+    words = shlex.split(remote.split(" && ", 1)[1])
+    assert words[:5] == [".venv/bin/python", "-m", "ouro", "run", "notebooks/training.py"]
+    # every host gets its own run directory; $(hostname) must survive to the remote shell
+    assert words[words.index("--run-name") + 1] == "big/$(hostname)"
+    assert '"$(hostname)"' in remote
+    assert words[words.index("steps") - 1] == "-p" and words[words.index("steps") + 1] == "1000"
+    assert words[words.index("ckpt_dir") + 1] == "gs://b/ckpt dir"
+
+
+def test_pod_main_prints_without_executing(capsys):
+    rc = run.pod_main(["notebooks/training.py", "--tpu", "t", "--zone", "z", "-p", "steps", "5", "--run-name", "n"])
+    assert rc == 0
+    printed = shlex.split(capsys.readouterr().out.strip())
+    assert printed[0] == "gcloud" and printed[-1].startswith("--command=cd ~/ouro && ")
+    assert "-p steps 5" in printed[-1]
