@@ -1,0 +1,51 @@
+"""Figures for scaling-law fits: every run on one log–log figure, with fit, extrapolation
+and prediction band. Kept apart from the fitting so the maths imports no matplotlib."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def plot_fits(fits: Sequence, path: str | Path, *, extrapolate: float = 10.0, title: str | None = None) -> Path:
+    """One figure, one colour per run: binned points (markers), the fit over the data
+    (solid), its extrapolation to `extrapolate` × the last x (dashed), and the bootstrap
+    prediction band (shaded). Written to a temp name then renamed."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for i, fit in enumerate(fits):
+        color = f"C{i % 10}"
+        lo_x, hi_x = float(fit.x_data.min()), float(fit.x_data.max())
+        inside = np.geomspace(lo_x, hi_x, 100)
+        beyond = np.geomspace(hi_x, hi_x * max(extrapolate, 1.0), 60)
+        both = np.concatenate([inside, beyond[1:]])
+        band_lo, band_hi = fit.band(both, prediction=True)
+        ax.fill_between(both, band_lo, band_hi, color=color, alpha=0.15, linewidth=0)
+        ax.plot(fit.x_data, fit.y_data, "o", ms=3, color=color, alpha=0.7)
+        p = fit.params
+        label = f"{fit.name}: a={p['a']:.3g}, b={p['b']:.3f}" + (f", c={p['c']:.3g}" if "c" in p else "")
+        ax.plot(inside, fit.predict(inside), "-", color=color, label=label)
+        if extrapolate > 1:
+            ax.plot(beyond, fit.predict(beyond), "--", color=color)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    x_label = fits[0].x_label if fits else "step"
+    ax.set_xlabel("training FLOPs" if x_label == "flops" else x_label)
+    ax.set_ylabel("loss")
+    level = int(round(100 * fits[0].level)) if fits else 95
+    ax.set_title(title or f"{fits[0].form.formula if fits else ''}  (band: {level}% bootstrap prediction)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+    return path
