@@ -1,0 +1,83 @@
+"""TBackBone (plain stack of blocks) and XUTBackBone (cross-U encoder/decoder), HDM naming.
+
+XUTBackBone: the encoder is `depth` groups of `enc_blocks` plain blocks, each group's output
+kept; the decoder is `depth` groups of `dec_blocks` blocks whose FIRST block cross-attends
+to the encoder: to its final output (skip="last", HDM code) or, for decoder group i, to
+encoder group d-1-i's output (skip="per_level", the tech report's U-shaped drawing).
+No weights are shared across depth. Groups are stacked (params (depth, blocks, ...)) and
+scanned; see ouro/nn/stack.py.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ouro.nn.adaln import Modulation
+from ouro.nn.block import TransformerBlock
+from ouro.nn.stack import scan_layers, stacked
+
+
+def _block_maker(dim, head_dim, mlp_dim, cross, dtype, param_dtype):
+    return lambda r: TransformerBlock(dim, head_dim, mlp_dim, cross=cross, rngs=r, dtype=dtype, param_dtype=param_dtype)
+
+
+class TBackBone(nnx.Module):
+    """`depth` plain blocks (no cross-attention); depth 0 is the identity."""
+
+    def __init__(
+        self, dim: int, head_dim: int, mlp_dim: int, depth: int, *,
+        rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled: bool = False,
+    ):
+        self.depth, self.unrolled = depth, unrolled
+        self.blocks = (
+            stacked(depth, _block_maker(dim, head_dim, mlp_dim, False, dtype, param_dtype), rngs) if depth else None
+        )
+
+    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation) -> jax.Array:
+        if not self.depth:
+            return x_bld
+        return scan_layers(self.blocks, x_bld, lambda blk, x, _: blk(x, pos_bl2, mod), unrolled=self.unrolled)
+
+
+class DecoderGroup(nnx.Module):
+    """One decoder level: a cross-attention block then dec_blocks-1 plain blocks."""
+
+    def __init__(self, dim, head_dim, mlp_dim, blocks, *, rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled=False):
+        self.first = TransformerBlock(dim, head_dim, mlp_dim, cross=True, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.rest = TBackBone(dim, head_dim, mlp_dim, blocks - 1, rngs=rngs, dtype=dtype, param_dtype=param_dtype, unrolled=unrolled)
+
+    def __call__(self, x_bld, pos_bl2, mod: Modulation, ctx_bsd):
+        # the context is the encoder's output over the same token set, so it shares x's positions
+        x = self.first(x_bld, pos_bl2, mod, ctx_bsd, pos_bl2)
+        return self.rest(x, pos_bl2, mod)
+
+
+class XUTBackBone(nnx.Module):
+    def __init__(
+        self, dim: int, head_dim: int, mlp_dim: int, depth: int, enc_blocks: int, dec_blocks: int, *,
+        skip: str = "last", rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled: bool = False,
+    ):
+        if skip not in ("last", "per_level"):
+            raise ValueError(f"XUTBackBone: skip must be 'last' or 'per_level', got {skip!r}")
+        self.skip, self.unrolled = skip, unrolled
+        kw = dict(dtype=dtype, param_dtype=param_dtype, unrolled=unrolled)
+        self.enc_blocks = stacked(depth, lambda r: TBackBone(dim, head_dim, mlp_dim, enc_blocks, rngs=r, **kw), rngs)
+        self.dec_blocks = stacked(depth, lambda r: DecoderGroup(dim, head_dim, mlp_dim, dec_blocks, rngs=r, **kw), rngs)
+
+    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation) -> jax.Array:
+        per_level = self.skip == "per_level"
+        enc = scan_layers(
+            self.enc_blocks, x_bld, lambda grp, x, _: grp(x, pos_bl2, mod), collect=per_level, unrolled=self.unrolled
+        )
+        if per_level:
+            enc_out, levels_gbld = enc  # (depth, B, L, D): output of every encoder group
+            # decoder group i reads encoder group d-1-i
+            return scan_layers(
+                self.dec_blocks, enc_out, lambda grp, x, ctx: grp(x, pos_bl2, mod, ctx),
+                xs=levels_gbld[::-1], unrolled=self.unrolled,
+            )
+        return scan_layers(
+            self.dec_blocks, enc, lambda grp, x, _: grp(x, pos_bl2, mod, enc), unrolled=self.unrolled
+        )

@@ -1,0 +1,95 @@
+"""XUTConfig: one frozen dataclass for every XUDiT size, and the preset table.
+
+Sizes follow the HDM tech report table (shared/spec/xut.md); `param_count` derives the
+parameter count from these fields (the ~237M/343M/555M of the table are a consequence).
+Experiments are small deltas: `preset("xut-small", dtype="bfloat16")` or key=value
+overrides through `ouro.config.override`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class XUTConfig:
+    name: str = "custom"
+    in_channels: int = 4  # SDXL-VAE latents
+    out_channels: int | None = None  # None = in_channels (v-prediction has the input's shape)
+    patch_size: int = 2  # p=2 on latents (HDM)
+    dim: int = 896  # model width D
+    mlp_dim: int = 3072  # SwiGLU hidden M
+    head_dim: int = 64  # heads = dim // head_dim
+    depth: int = 4  # encoder/decoder groups d
+    enc_blocks: int = 1  # blocks per encoder group e
+    dec_blocks: int = 2  # blocks per decoder group k (the first has cross-attention)
+    pre_blocks: int = 1  # full-sequence blocks before TREAD routing
+    post_blocks: int = 3  # full-sequence blocks after TREAD merge
+    ctx_dim: int = 640  # context embedding width (Gemma-3 270M hidden size)
+    skip: Literal["last", "per_level"] = "last"  # decoder cross-attn context (HDM code: last)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+    scan: bool = True  # stacked layers via nnx.scan (False: Python loop, same weights)
+
+    def __post_init__(self):
+        def bad(field: str, why: str):
+            raise ValueError(f"XUTConfig.{field}: {why} (got {getattr(self, field)!r})")
+
+        for f in ("in_channels", "patch_size", "dim", "mlp_dim", "head_dim", "depth", "enc_blocks", "dec_blocks", "ctx_dim"):
+            if getattr(self, f) < 1:
+                bad(f, "must be >= 1")
+        for f in ("pre_blocks", "post_blocks"):
+            if getattr(self, f) < 0:
+                bad(f, "must be >= 0")
+        if self.out_channels is not None and self.out_channels < 1:
+            bad("out_channels", "must be >= 1 or None")
+        if self.dim % self.head_dim:
+            bad("dim", f"must be a multiple of head_dim={self.head_dim}")
+        if self.head_dim % 4:
+            bad("head_dim", "must be a multiple of 4 (axial RoPE rotates y/x pairs)")
+        if self.dim % 2:
+            bad("dim", "must be even (sinusoidal timestep features)")
+        if self.skip not in ("last", "per_level"):
+            bad("skip", "must be 'last' or 'per_level'")
+        if self.dtype not in ("float32", "bfloat16"):
+            bad("dtype", "must be 'float32' or 'bfloat16'")
+
+    @property
+    def heads(self) -> int:
+        return self.dim // self.head_dim
+
+    @property
+    def out_ch(self) -> int:
+        return self.in_channels if self.out_channels is None else self.out_channels
+
+
+PRESETS: dict[str, XUTConfig] = {
+    # CPU-sized: width 128 with 4 heads of 32 keeps every code path (pre/post blocks, two
+    # encoder/decoder levels, cross-attention, TREAD) while a training step on 8x8 latent
+    # tokens takes milliseconds; ctx 640 so it consumes the same Gemma-3 embeddings.
+    "xut-tiny": XUTConfig(
+        name="xut-tiny", dim=128, mlp_dim=384, head_dim=32, depth=2, enc_blocks=1, dec_blocks=1,
+        pre_blocks=1, post_blocks=1, ctx_dim=640,
+    ),
+    "xut-small": XUTConfig(name="xut-small", dim=896, mlp_dim=3072, head_dim=64, depth=4, enc_blocks=1, dec_blocks=2, ctx_dim=640),
+    "xut-base": XUTConfig(name="xut-base", dim=1024, mlp_dim=3072, head_dim=64, depth=4, enc_blocks=1, dec_blocks=3, ctx_dim=1024),
+    "xut-large": XUTConfig(name="xut-large", dim=1280, mlp_dim=4096, head_dim=128, depth=4, enc_blocks=1, dec_blocks=3, ctx_dim=1152),
+}
+
+# resolution each preset is quoted at by `ouro models` (latent H, W)
+QUOTE_LATENT_HW: dict[str, tuple[int, int]] = {
+    "xut-tiny": (16, 16),
+    "xut-small": (32, 32),
+    "xut-base": (32, 32),
+    "xut-large": (32, 32),
+}
+
+
+def preset(name: str, **overrides) -> XUTConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown XUT preset {name!r}; known: {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(XUTConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"preset({name!r}): unknown XUTConfig field(s) {unknown}")
+    return dataclasses.replace(PRESETS[name], **overrides)

@@ -1,0 +1,98 @@
+"""XUDiT: the full XUT denoiser v = model(x_t, t, ctx) (HDM `XUDiT`, shared/spec/xut.md).
+
+patchify -> concat context -> pre-blocks (full sequence) -> TREAD drop -> XUT encoder ->
+XUT decoder -> TREAD merge -> post-blocks (full sequence) -> drop context tokens ->
+final Linear -> unpatchify. Attribute names follow HDM's state dict (in_patch, time_emb,
+shared_adaln_*, ctx_proj, prev_tread_trns, backbone, post_tread_trns, out_patch) so loading
+its checkpoints is a name mapping (plus stacking of per-layer weights).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ouro.model.backbone import TBackBone, XUTBackBone
+from ouro.model.config import XUTConfig
+from ouro.nn import tread
+from ouro.nn.adaln import SharedAdaLN
+from ouro.nn.embed import AspectEmbedding, PatchEmbed, TimestepEmbedding, UnPatch
+from ouro.nn.linear import dense
+from ouro.nn.rope import axial_positions
+
+
+class XUDiT(nnx.Module):
+    def __init__(self, cfg: XUTConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        if not isinstance(cfg, XUTConfig):
+            raise TypeError(f"XUDiT: cfg must be an XUTConfig, got {type(cfg).__name__}")
+        self.config = cfg
+        dtype = jnp.dtype(cfg.dtype)
+        d, p = cfg.dim, cfg.patch_size
+        blk = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, unrolled=not cfg.scan)
+        self.in_patch = PatchEmbed(p, cfg.in_channels, d, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.time_emb = TimestepEmbedding(d, rngs=rngs, param_dtype=param_dtype)
+        self.aspect_emb = AspectEmbedding(d, rngs=rngs, param_dtype=param_dtype)  # HDM addon_info_embs_proj
+        self.shared_adaln = SharedAdaLN(d, rngs=rngs, param_dtype=param_dtype)
+        self.ctx_proj = dense(cfg.ctx_dim, d, ("ctx", "embed"), rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.prev_tread_trns = TBackBone(d, cfg.head_dim, cfg.mlp_dim, cfg.pre_blocks, **blk)
+        self.backbone = XUTBackBone(
+            d, cfg.head_dim, cfg.mlp_dim, cfg.depth, cfg.enc_blocks, cfg.dec_blocks, skip=cfg.skip, **blk
+        )
+        self.post_tread_trns = TBackBone(d, cfg.head_dim, cfg.mlp_dim, cfg.post_blocks, **blk)
+        self.out_patch = UnPatch(p, d, cfg.out_ch, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+    def _check(self, x, t, ctx):
+        cfg = self.config
+        if x.ndim != 4:
+            raise ValueError(f"XUDiT: x must be (B, H, W, C) NHWC, got shape {x.shape}")
+        b, h, w, c = x.shape
+        if c != cfg.in_channels:
+            raise ValueError(f"XUDiT: x has {c} channels, config in_channels={cfg.in_channels}")
+        if h % cfg.patch_size or w % cfg.patch_size:
+            raise ValueError(f"XUDiT: H, W = {h}, {w} must be multiples of patch_size={cfg.patch_size}")
+        if t.shape != (b,):
+            raise ValueError(f"XUDiT: t must have shape (B,) = ({b},), got {t.shape}")
+        if ctx.ndim == 2:
+            ctx = ctx[:, None, :]  # a pooled embedding is one context token
+        if ctx.ndim != 3 or ctx.shape[0] != b or ctx.shape[2] != cfg.ctx_dim or ctx.shape[1] < 1:
+            raise ValueError(f"XUDiT: ctx must be (B={b}, T_ctx>=1, ctx_dim={cfg.ctx_dim}), got {ctx.shape}")
+        return ctx
+
+    def __call__(
+        self, x: jax.Array, t: jax.Array, ctx: jax.Array, *, tread_rate: float = 0.0, rng: jax.Array | None = None
+    ) -> jax.Array:
+        """x (B, H, W, C_in) NHWC, t (B,) in [0, 1] (1 = noise), ctx (B, T_ctx, ctx_dim) or
+        (B, ctx_dim) -> v (B, H, W, C_out) float32. tread_rate (static) > 0 routes tokens
+        with the PRNG key `rng` (per-sample random subsets)."""
+        ctx = self._check(x, t, ctx)
+        if tread_rate and rng is None:
+            raise ValueError("XUDiT: tread_rate > 0 needs rng (a jax PRNG key)")
+        b, height, width, _ = x.shape
+        p = self.config.patch_size
+        h, w = height // p, width // p
+        num_img, num_ctx = h * w, ctx.shape[1]
+
+        # conditioning vector c (B, D) and the three shared modulations
+        log_aspect = jnp.full((b,), math.log(width / height), jnp.float32)
+        c_bd = self.time_emb(t) + self.aspect_emb(log_aspect)
+        mod = self.shared_adaln(c_bd)
+
+        # tokens: [image (L) | context (T)]; context tokens sit at (0, 0), i.e. unrotated
+        img_bld = self.in_patch(x)
+        ctx_btd = self.ctx_proj(ctx.astype(self.ctx_proj.dtype)).astype(jnp.float32)
+        x_bnd = jnp.concatenate([img_bld, ctx_btd], axis=1)  # (B, L+T, D)
+        pos_n2 = jnp.concatenate([jnp.asarray(axial_positions(h, w)), jnp.zeros((num_ctx, 2), jnp.float32)])
+        pos_bn2 = jnp.broadcast_to(pos_n2, (b,) + pos_n2.shape)  # (B, L+T, 2)
+
+        x_bnd = self.prev_tread_trns(x_bnd, pos_bn2, mod)
+        if tread_rate:
+            r = tread.route(rng, b, num_img, tread_rate)
+            core = self.backbone(tread.drop(x_bnd, r), tread.drop(pos_bn2, r), mod)  # (B, K+T, D)
+            x_bnd = tread.merge(x_bnd, core, r)
+        else:
+            x_bnd = self.backbone(x_bnd, pos_bn2, mod)
+        x_bnd = self.post_tread_trns(x_bnd, pos_bn2, mod)
+        return self.out_patch(x_bnd[:, :num_img], h, w)  # (B, H, W, C_out)

@@ -1,0 +1,62 @@
+"""Self- and cross-attention with axial RoPE on queries and keys (HDM SelfAttention /
+CrossAttention): fused projections without bias, output projection with bias, scale
+1/sqrt(head_dim), no QK-norm, no dropout. The score/softmax/value product goes through
+`jax.nn.dot_product_attention` so each backend can pick its kernel (XLA on CPU, cuDNN,
+TPU); its XLA path keeps logits and softmax in float32 for bf16 inputs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ouro.nn.linear import dense
+from ouro.nn.rope import AxialRoPE
+
+
+def _heads(dim: int, head_dim: int) -> int:
+    if dim % head_dim:
+        raise ValueError(f"attention: dim {dim} is not a multiple of head_dim {head_dim}")
+    return dim // head_dim
+
+
+class SelfAttention(nnx.Module):
+    def __init__(self, dim: int, head_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.heads, self.head_dim, self.dtype = _heads(dim, head_dim), head_dim, dtype
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.qkv = dense(dim, 3 * dim, ("embed", "heads"), bias=False, **kw)
+        self.out = dense(dim, dim, ("heads", "embed"), **kw)
+        self.rope = AxialRoPE(self.heads, head_dim, param_dtype=param_dtype)
+
+    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array) -> jax.Array:
+        b, l, d = x_bld.shape
+        qkv = self.qkv(x_bld.astype(self.dtype)).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q, k = self.rope(q, pos_bl2), self.rope(k, pos_bl2)
+        o_blnh = jax.nn.dot_product_attention(q, k, v)
+        return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)
+
+
+class CrossAttention(nnx.Module):
+    """Queries from x, keys/values from ctx (ctx_dim wide); RoPE on both sides."""
+
+    def __init__(
+        self, dim: int, ctx_dim: int, head_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+    ):
+        self.heads, self.head_dim, self.dtype = _heads(dim, head_dim), head_dim, dtype
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        ctx_axis = "embed" if ctx_dim == dim else "ctx"
+        self.q = dense(dim, dim, ("embed", "heads"), bias=False, **kw)
+        self.kv = dense(ctx_dim, 2 * dim, (ctx_axis, "heads"), bias=False, **kw)
+        self.out = dense(dim, dim, ("heads", "embed"), **kw)
+        self.rope = AxialRoPE(self.heads, head_dim, param_dtype=param_dtype)
+
+    def __call__(self, x_bld: jax.Array, ctx_bsc: jax.Array, pos_bl2: jax.Array, ctx_pos_bs2: jax.Array) -> jax.Array:
+        b, l, d = x_bld.shape
+        s = ctx_bsc.shape[1]
+        q = self.q(x_bld.astype(self.dtype)).reshape(b, l, self.heads, self.head_dim)  # (B, L, N, H)
+        kv = self.kv(ctx_bsc.astype(self.dtype)).reshape(b, s, 2, self.heads, self.head_dim)  # (B, S, 2, N, H)
+        k, v = kv[:, :, 0], kv[:, :, 1]
+        q, k = self.rope(q, pos_bl2), self.rope(k, ctx_pos_bs2)
+        o_blnh = jax.nn.dot_product_attention(q, k, v)
+        return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)

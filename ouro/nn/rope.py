@@ -1,0 +1,75 @@
+"""Axial 2D rotary position embedding with learnable per-head log-frequencies.
+
+Follows HDM's `AxialRoPE` (k-diffusion lineage): frequencies of shape (heads, head_dim/4, 2)
+initialised log-spaced from pi to 5*pi, the same for y and x; rotation pair p = (2p, 2p+1)
+of the head vector uses frequency j = p // 2 on axis p % 2 (0 = y, 1 = x), so the FULL
+head_dim is rotated. Positions are bin centres on a box whose long side spans [-1, 1]
+(aspect-ratio aware); context tokens sit at (0, 0) and are therefore left unrotated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ouro.nn.linear import axes
+
+MIN_FREQ = math.pi  # lowest angular frequency (per unit of position)
+MAX_FREQ = 5 * math.pi  # highest; HDM's freqs_pixel_log(max_freq=10) -> 10*pi/2
+
+
+def bin_centres(lo: float, hi: float, n: int) -> np.ndarray:
+    edges = np.linspace(lo, hi, n + 1, dtype=np.float64)
+    return (edges[:-1] + edges[1:]) / 2
+
+
+def axial_positions(height: int, width: int) -> np.ndarray:
+    """(height*width, 2) float32 [y, x] positions of a row-major token grid.
+
+    The long side spans [-1, 1] and the short side +-short/long, so a 1:2 image gets
+    y in [-0.5, 0.5] and x in [-1, 1]; positions of a W x H grid are the transpose of H x W.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"axial_positions: grid must be at least 1x1, got {height}x{width}")
+    long = max(height, width)
+    ys = bin_centres(-height / long, height / long, height)
+    xs = bin_centres(-width / long, width / long, width)
+    grid_hw2 = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1)  # (H, W, 2)
+    return grid_hw2.reshape(height * width, 2).astype(np.float32)
+
+
+def init_log_freqs(heads: int, head_dim: int) -> np.ndarray:
+    if head_dim % 4:
+        raise ValueError(f"AxialRoPE: head_dim must be a multiple of 4 (two axes x pairs), got {head_dim}")
+    log_f = np.linspace(math.log(MIN_FREQ), math.log(MAX_FREQ), head_dim // 4)
+    return np.broadcast_to(log_f[None, :, None], (heads, head_dim // 4, 2)).astype(np.float32)
+
+
+def rotate(x_blnh: jax.Array, pos_bl2: jax.Array, log_freqs_nj2: jax.Array) -> jax.Array:
+    """Rotate adjacent pairs of x (B, L, N, H) by angles pos * exp(log_freqs); float32 math."""
+    b, l, n, h = x_blnh.shape
+    freqs_nj2 = jnp.exp(log_freqs_nj2.astype(jnp.float32))
+    pos_bl2 = jnp.broadcast_to(pos_bl2.astype(jnp.float32), (b, l, 2))
+    # angle of pair p = 2j + a is pos[a] * freq[n, j, a]
+    angles_blnp = jnp.einsum("bla,nja->blnja", pos_bl2, freqs_nj2).reshape(b, l, n, h // 2)
+    cos, sin = jnp.cos(angles_blnp), jnp.sin(angles_blnp)
+    pairs = x_blnh.astype(jnp.float32).reshape(b, l, n, h // 2, 2)  # (B, L, N, H/2, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    out = jnp.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], axis=-1)
+    return out.reshape(b, l, n, h).astype(x_blnh.dtype)
+
+
+class AxialRoPE(nnx.Module):
+    """Learnable log-frequencies (heads, head_dim/4, 2); `__call__(x, pos)` rotates x."""
+
+    def __init__(self, heads: int, head_dim: int, *, param_dtype=jnp.float32):
+        self.freqs = nnx.Param(
+            jnp.asarray(init_log_freqs(heads, head_dim), param_dtype), **axes(None, None, None)
+        )
+
+    def __call__(self, x_blnh: jax.Array, pos_bl2: jax.Array) -> jax.Array:
+        return rotate(x_blnh, pos_bl2, self.freqs[...])
