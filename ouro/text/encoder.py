@@ -1,0 +1,163 @@
+"""TextEncoder: tokenizer + Gemma3 + pooling, jitted once per padded-length bucket.
+
+Texts are sorted by token count, cut into batches of `batch_size`, right-padded to the
+smallest bucket length that fits (BUCKETS) and the batch padded to `batch_size` rows, so
+XLA compiles one program per bucket instead of one per distinct length (recompiles per
+shape otherwise). Padding cannot change a text's result: attention is causal and keys
+outside the mask are excluded, and pooling only counts real tokens.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ouro.text.config import GemmaConfig
+from ouro.text.model import Gemma3
+from ouro.text.tokenizer import Tokenizer
+
+BUCKETS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+# Default cap on tokens per text (BOS included). Longer texts are truncated with a warning:
+# class names and captions are far shorter, and attention cost grows with the square.
+MAX_TOKENS = 512
+POOLINGS = ("mean", "mean_bos")  # mean over real tokens without / with the BOS token
+
+
+def model_from_params(params: dict[str, np.ndarray], cfg: GemmaConfig, *, dtype=jnp.float32) -> Gemma3:
+    """A Gemma3 whose parameters are `params` (flat "a/b/c" names), without a random init."""
+    model = nnx.eval_shape(lambda: Gemma3(cfg, rngs=nnx.Rngs(0), dtype=dtype))
+    for key, value in params.items():
+        obj = model
+        for part in key.split("/"):
+            obj = getattr(obj, part)
+        if tuple(obj.value.shape) != tuple(value.shape):
+            raise ValueError(f"parameter {key}: shape {tuple(value.shape)}, model expects {tuple(obj.value.shape)}")
+        obj.value = jnp.asarray(value, jnp.float32)
+    return model
+
+
+def bucket_length(n: int, max_tokens: int) -> int:
+    for b in BUCKETS:
+        if b >= n:
+            return min(b, max(max_tokens, n))
+    return n
+
+
+def _pooled(graphdef, state, tokens_bt, mask_bt, include_bos: bool):
+    model = nnx.merge(graphdef, state)
+    hidden_btd = model(tokens_bt, mask_bt).astype(jnp.float32)
+    weight_bt = mask_bt.astype(jnp.float32)
+    if not include_bos:
+        weight_bt = weight_bt.at[:, 0].set(0.0)
+    count_b = jnp.maximum(weight_bt.sum(axis=1, keepdims=True), 1.0)
+    mean_bd = jnp.einsum("btd,bt->bd", hidden_btd, weight_bt) / count_b
+    return mean_bd / jnp.maximum(jnp.linalg.norm(mean_bd, axis=-1, keepdims=True), 1e-12)
+
+
+def _hidden(graphdef, state, tokens_bt, mask_bt):
+    return nnx.merge(graphdef, state)(tokens_bt, mask_bt)
+
+
+class TextEncoder:
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        tokenizer: Tokenizer,
+        cfg: GemmaConfig = GemmaConfig(),
+        *,
+        weights_id: str,
+        dtype=jnp.float32,
+        max_tokens: int = MAX_TOKENS,
+    ):
+        if not 2 <= max_tokens <= cfg.context_length:
+            raise ValueError(f"max_tokens={max_tokens} must be in [2, {cfg.context_length}]")
+        self.cfg, self.tokenizer, self.weights_id, self.max_tokens = cfg, tokenizer, weights_id, max_tokens
+        self.model = model_from_params(params, cfg, dtype=dtype)
+        self.graphdef, self.state = nnx.split(self.model)
+        self._pooled = jax.jit(partial(_pooled, self.graphdef), static_argnames=("include_bos",))
+        self._hidden = jax.jit(partial(_hidden, self.graphdef))
+
+    @classmethod
+    def from_cache(cls, cache_dir=None, *, progress: bool = True, **kwargs) -> "TextEncoder":
+        """The GGUF weights, converted into the cache on first use."""
+        from ouro.text.weights import ensure_converted, load_params
+
+        cfg = kwargs.pop("cfg", GemmaConfig())
+        meta = ensure_converted(cache_dir, cfg, progress=progress)
+        params = load_params(meta["weights_path"], cfg)
+        return cls(params, Tokenizer(meta["tokenizer_path"]), cfg, weights_id=meta["weights_id"], **kwargs)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not one string")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
+            if not text:
+                raise ValueError(f"texts[{i}] is empty; an empty text has no tokens to pool")
+        ids = self.tokenizer.encode_batch(list(texts))
+        long = [i for i, row in enumerate(ids) if len(row) > self.max_tokens]
+        if long:
+            warnings.warn(
+                f"{len(long)} text(s) (first: index {long[0]}, {len(ids[long[0]])} tokens) exceed "
+                f"max_tokens={self.max_tokens} and are truncated to their first {self.max_tokens} tokens",
+                stacklevel=3,
+            )
+        return [row[: self.max_tokens] for row in ids]
+
+    def batches(self, ids: list[list[int]], batch_size: int):
+        """Yield (indices, tokens (B, T), mask (B, T)) with static B = batch_size and bucketed T."""
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            t = bucket_length(max(len(ids[i]) for i in idx), self.max_tokens)
+            tokens = np.full((batch_size, t), self.cfg.pad_id, np.int32)
+            mask = np.zeros((batch_size, t), bool)
+            tokens[:, 0], mask[:, 0] = self.cfg.bos_id, True  # filler rows: a lone BOS, discarded
+            for row, i in enumerate(idx):
+                tokens[row, : len(ids[i])], mask[row, : len(ids[i])] = ids[i], True
+            yield idx, tokens, mask
+
+    def embed(self, texts: Sequence[str], *, pooling: str = "mean", batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        """(N, D) float32, L2-normalised pooled last hidden states (after the final norm)."""
+        from tqdm.auto import tqdm
+
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r}; choose one of {POOLINGS}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        ids = self.tokenize(texts)
+        out = np.zeros((len(ids), self.cfg.dim), np.float32)
+        with tqdm(total=len(ids), desc="embedding", unit="text", disable=not progress) as bar:
+            for idx, tokens, mask in self.batches(ids, min(batch_size, max(len(ids), 1))):
+                vecs = self._pooled(self.state, tokens, mask, include_bos=pooling == "mean_bos")
+                out[idx] = np.asarray(vecs)[: len(idx)]
+                bar.update(len(idx))
+        return out
+
+    def hidden_states(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Final-norm hidden states per text, (n_tokens, D) each, one text at a time (tests, analysis)."""
+        out = []
+        for row in self.tokenize(texts):
+            tokens = np.asarray([row], np.int32)
+            out.append(np.asarray(self._hidden(self.state, tokens, np.ones_like(tokens, bool)))[0])
+        return out
+
+    def greedy(self, prompt: str, steps: int = 4) -> str:
+        """Greedy continuation of `prompt` (no KV cache: re-runs the prefix; for smoke tests only)."""
+        row = self.tokenize([prompt])[0]
+        start = len(row)
+        for _ in range(steps):
+            tokens = np.asarray([row], np.int32)
+            hidden = self._hidden(self.state, tokens, np.ones_like(tokens, bool))
+            logits = self.model.logits(hidden[:, -1:])
+            row.append(int(jnp.argmax(logits[0, -1])))
+            if row[-1] == self.cfg.eos_id:
+                break
+        return self.tokenizer.decode(row[start:])
