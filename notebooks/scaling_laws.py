@@ -1,0 +1,66 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Scaling-law fits of training loss
+#
+# Fits $L(\text{step}) = a\,\text{step}^{-b} + c$ to every loss log it is pointed at
+# (by default every `outputs/runs/*/loss.csv` and `outputs/demo/loss.csv`), with
+# bootstrap intervals and an extrapolation band, then the same against training FLOPs
+# where a run logged them. Method: `ouro.analysis.scaling` (log-binned, log-space,
+# soft-L1 robust fit). Headless: `ouro run notebooks/scaling_laws.py -p form power_offset`.
+
+# %% tags=["parameters"]
+loss_csvs = []  # empty: every outputs/runs/*/loss.csv and outputs/demo/loss.csv
+form = "power"  # "power" (a, b, c), "power_offset" (+ x0 for the warm-up bend), "power_zero"
+min_step = None  # drop steps below this (warm-up transient); None keeps every step > 0
+bins = 64  # log-spaced bins: every decade of training weighs the same
+n_boot = 200  # bootstrap refits for intervals and bands
+extrapolate = 10.0  # extrapolate to this multiple of each run's last step
+smoke = False  # True: fit a synthetic curve this notebook writes itself (< 60 s)
+out_dir = ""  # where scaling_fits.json and the PNGs go ("" -> outputs/runs/scaling_laws)
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from ouro.analysis import scaling
+from ouro.run import resolve_out_dir
+
+out = resolve_out_dir(out_dir, "scaling_laws")
+if smoke:
+    loss_csvs = [scaling.synthetic_curve(out / "synthetic" / "loss.csv", a=4.0, b=0.45, c=0.35)]
+    n_boot = min(n_boot, 50)
+paths = scaling.find_loss_csvs(loss_csvs)
+print(f"{len(paths)} loss log(s):", *paths, sep="\n  ")
+
+# %% [markdown]
+# ## Fit every run (against step and, where FLOPs are known, against compute)
+
+# %%
+doc, step_fits, compute_fits = scaling.fit_files(
+    paths, form, bins=bins, min_step=min_step, n_boot=n_boot, extrapolate=extrapolate
+)
+for skipped in doc["skipped"]:
+    print("skipped", skipped["source"], "-", skipped["reason"])
+display(Markdown(scaling.summary_table(doc)))
+
+# %% [markdown]
+# ## Figures and JSON
+# Solid: fit over the data; dashed: extrapolation; band: bootstrap prediction band.
+
+# %%
+written = scaling.write_fits(out, doc, step_fits, compute_fits, extrapolate=extrapolate)
+for path in written:
+    print("wrote", path)
+    if path.suffix == ".png":
+        display(Image(filename=str(path)))
