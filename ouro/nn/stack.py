@@ -1,5 +1,5 @@
 """Identical layers stacked on a leading "layers" axis (nnx.vmap at init) and applied with
-nnx.scan, so XLA compiles one layer body instead of n unrolled copies (xut-small compiles
+a scan over the stacked state, so XLA compiles one layer body instead of n unrolled copies (xut-small compiles
 in seconds instead of minutes on CPU). `unrolled=True` applies the same stacked weights in
 a Python loop: the equivalence reference for tests and a debugging aid."""
 
@@ -49,7 +49,7 @@ def scan_layers(
 
     Returns x, or (x, ys) with ys stacking every layer's output when collect=True.
     """
-    if unrolled:
+    if unrolled or num_layers(stack) == 1:  # a length-1 scan only adds a loop to compile
         ys = []
         for i in range(num_layers(stack)):
             xs_i = None if xs is None else jax.tree.map(lambda a: a[i], xs)
@@ -59,13 +59,15 @@ def scan_layers(
             return x, jax.tree.map(lambda *a: jax.numpy.stack(a), *ys)
         return x
 
-    @nnx.scan(
-        in_axes=(0, nnx.Carry, 0 if xs is not None else None),
-        out_axes=(nnx.Carry, 0) if collect else nnx.Carry,
-        transform_metadata={nnx.PARTITION_NAME: LAYERS},
-    )
-    def step(lyr, carry, xs_i):
-        out = body(lyr, carry, xs_i)
-        return (out, out) if collect else out
+    # jax.lax.scan over the split state rather than nnx.scan: nnx transforms refuse modules
+    # whose params are tracers of an enclosing JAX transform (e.g. a model closed over by a
+    # sampler's lax.fori_loop); a plain scan over (graphdef, state) has no such restriction.
+    graphdef, state = nnx.split(stack)
 
-    return step(stack, x, xs)
+    def step(carry, inp):
+        state_i, xs_i = inp
+        out = body(nnx.merge(graphdef, state_i), carry, xs_i)
+        return out, (out if collect else None)
+
+    x, ys = jax.lax.scan(step, x, (state, xs))
+    return (x, ys) if collect else x
