@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,6 +55,13 @@ doc, step_fits, compute_fits = scaling.fit_files(
 for skipped in doc["skipped"]:
     print("skipped", skipped["source"], "-", skipped["reason"])
 display(Markdown(scaling.summary_table(doc)))
+
+# %% [markdown]
+# ## Which form does the data support?
+# Each form refit to the same binned points; ΔAIC > ~4 means the form is clearly worse.
+
+# %%
+display(Markdown(scaling.forms_table(paths, bins=bins, min_step=min_step)))
 
 # %% [markdown]
 # ## Figures and JSON

@@ -130,3 +130,15 @@ def test_cli_fits_several_runs_and_writes_json_and_png(tmp_path):
     assert doc["skipped"][0]["source"].endswith("tiny/loss.csv") and "needs at least" in doc["skipped"][0]["reason"]
     assert (out / "scaling_fits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "run1" in scaling.summary_table(doc)
+
+
+def test_compare_forms_prefers_the_true_form():
+    steps = np.arange(5, 4001, 5)
+    y_off = (3.0 * (steps + 200.0) ** -0.6 + 0.2) * np.exp(0.01 * np.random.default_rng(1).standard_normal(steps.size))
+    rows = scaling.compare_forms(scaling.make_curve("off", steps, y_off))
+    assert rows[0]["form"] == "power_offset" and rows[0]["delta_aic"] == 0.0
+    assert {r["form"] for r in rows} == set(scaling.FORMS)
+    # with no offset in the data, the extra x0 parameter does not win by much
+    y = noisy(0)
+    rows = {r["form"]: r for r in scaling.compare_forms(scaling.make_curve("p", STEPS, y))}
+    assert rows["power"]["delta_aic"] < 4 and rows["power_zero"]["delta_aic"] > 10
