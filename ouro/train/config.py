@@ -1,0 +1,196 @@
+"""Training configuration: frozen dataclasses, a preset table, validation before compiling.
+
+    cfg = preset_config("digits")                       # the `make demo` run
+    cfg = override(cfg, ["steps=500", "model.dim=64"])  # ouro.config.override: key=value
+
+Every default carries a one-line reason. `validate(cfg, n_devices)` raises ConfigError
+naming the field before anything is built or compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from ouro.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    kind: Literal["digits", "sharded"] = "digits"  # digits ship with scikit-learn: no download
+    path: str = ""  # directory with index.json + shards (kind="sharded")
+    context: Literal["gemma", "random"] = "gemma"  # digits: Gemma-3 caption embeddings
+    image_size: int = 16  # digits are upsampled 8 -> 16 so patch 2 gives 64 tokens
+    channels: int = 1  # digits are grey; SDXL latents have 4
+    ctx_dim: int = 640  # Gemma-3 270M hidden size
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    data: int = -1  # -1: every device not used by fsdp
+    fsdp: int = 1  # >1 shards parameters + optimizer state (big models on pods)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+    steps: int = 32  # HDM samples with 16-32 Euler steps
+    method: Literal["euler", "heun"] = "euler"  # Euler is the reference sampler
+    cfg_scale: float = 3.0  # HDM default guidance
+    per_class: int = 10  # 10 x 10 labelled grid for the digits
+    seed: int = 1234  # fixed noise: grids comparable across checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    model: Any = None  # ouro.model.XUTConfig (any frozen dataclass the model factory takes)
+    data: DataConfig = DataConfig()
+    mesh: MeshConfig = MeshConfig()
+    sample: SampleConfig = SampleConfig()
+    name: str = "run"
+    out_dir: str = "outputs/run"  # loss.csv, metrics.json, samples.png, config.json, checkpoints/
+    seed: int = 0  # parameters, data order, noise: one seed makes the run reproducible
+    steps: int = 1000  # total optimizer steps
+    batch_size: int = 128  # global batch, split over all devices
+    lr: float = 0.5  # muP base lr: a hidden matrix of fan-in n gets lr / n (Ouroboros 0.5)
+    mup: bool = True  # False: every parameter gets lr / model width
+    warmup_steps: int = 100  # linear warm-up, then cosine decay
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    weight_decay: float = 1e-4  # AdamW, decoupled; matrices only
+    b1: float = 0.9
+    b2: float = 0.99  # shorter second-moment memory: steadier with tiny batches
+    clip_norm: float = 1.0  # global-norm clipping (HDM, Ouroboros)
+    ema_decay: float = 0.999  # EMA of weights, used for sampling
+    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+    cfg_dropout: float = 0.1  # P(context -> zero vector): trains the unconditional branch
+    tread_rate: float = 0.5  # TREAD: fraction of image tokens routed around the XUT core
+    t_schedule: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 / HDM
+    log_every: int = 50  # host sync + CSV row every N steps (not every step)
+    ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
+    keep_ckpts: int = 3  # keep the last K step checkpoints
+    wandb: bool = False  # Weights & Biases logging
+    wandb_project: str = "ouro"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network
+    progress: bool = True  # tqdm bar
+    eval_samples: bool = True  # sample a grid + score it at the end (digits)
+
+
+def _digits_model(**overrides: Any) -> Any:
+    from ouro.model import preset
+
+    base = dict(in_channels=1, patch_size=2, dim=128, mlp_dim=256, head_dim=32, depth=2,
+                enc_blocks=1, dec_blocks=1, pre_blocks=1, post_blocks=1, ctx_dim=640)
+    base.update(overrides)
+    return preset("xut-tiny", **base)
+
+
+def _digits(**kw: Any) -> TrainConfig:
+    return TrainConfig(model=_digits_model(), name="digits", out_dir="outputs/digits",
+                       steps=1500, batch_size=128, warmup_steps=100, log_every=50,
+                       ckpt_every=250, **kw)
+
+
+def _digits_smoke(**kw: Any) -> TrainConfig:
+    return TrainConfig(model=_digits_model(dim=32, mlp_dim=64, head_dim=16, depth=1,
+                                           pre_blocks=0, post_blocks=0),
+                       name="digits-smoke", out_dir="outputs/digits-smoke", steps=20,
+                       batch_size=32, warmup_steps=5, log_every=5, ckpt_every=10,
+                       progress=False, sample=SampleConfig(steps=4, per_class=2), **kw)
+
+
+def _latents(model_name: str, image: int) -> TrainConfig:
+    # The Ouroboros run: SDXL-VAE latents (32x32x4 for 256 px), global batch 1024, bf16.
+    from ouro.model import preset
+
+    return TrainConfig(model=preset(model_name, in_channels=4, patch_size=2),
+                       data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4),
+                       name=model_name, out_dir=f"outputs/{model_name}", steps=200_000,
+                       batch_size=1024, warmup_steps=1000, dtype="bfloat16", log_every=100,
+                       ckpt_every=1000, keep_ckpts=3, wandb=True, wandb_project="xut-small-256",
+                       eval_samples=False)
+
+
+PRESETS = {
+    "digits": _digits,  # `make demo`: a small XUT on 16x16 digits, a few minutes on 2 cores
+    "digits-smoke": _digits_smoke,  # seconds: tests and notebook smoke runs
+    "xut-small-256": lambda: _latents("xut-small", 32),  # Ouroboros' TPU v5e-32 run
+}
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
+    cfg = PRESETS[name]()
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+def _check(ok: bool, field: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field}: {msg}")
+
+
+def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
+    """Raise ConfigError naming the first bad field. Cheap: runs before any compile."""
+    _check(cfg.steps > 0, "steps", f"must be positive, got {cfg.steps}")
+    _check(cfg.batch_size > 0, "batch_size", f"must be positive, got {cfg.batch_size}")
+    _check(cfg.lr > 0, "lr", f"must be positive, got {cfg.lr}")
+    _check(0 <= cfg.warmup_steps <= cfg.steps, "warmup_steps", f"must be in [0, steps={cfg.steps}]")
+    _check(0 <= cfg.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
+    _check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
+    _check(cfg.clip_norm > 0, "clip_norm", "must be positive")
+    _check(0 <= cfg.ema_decay < 1, "ema_decay", "must be in [0, 1)")
+    _check(0 <= cfg.cfg_dropout < 1, "cfg_dropout", "must be in [0, 1)")
+    _check(0 <= cfg.tread_rate < 1, "tread_rate", "must be in [0, 1)")
+    _check(cfg.log_every > 0, "log_every", "must be positive")
+    _check(cfg.ckpt_every > 0, "ckpt_every", "must be positive")
+    _check(cfg.keep_ckpts > 0, "keep_ckpts", "must be positive")
+    _check(cfg.sample.steps > 0, "sample.steps", "must be positive")
+    _check(cfg.sample.cfg_scale >= 0, "sample.cfg_scale", "must be >= 0")
+    _check(cfg.data.kind != "sharded" or bool(cfg.data.path), "data.path",
+           "required when data.kind='sharded'")
+    if n_devices is not None:
+        _check(cfg.mesh.fsdp >= 1 and n_devices % cfg.mesh.fsdp == 0, "mesh.fsdp",
+               f"{cfg.mesh.fsdp} must divide the {n_devices} devices")
+        _check(cfg.mesh.data in (-1, n_devices // cfg.mesh.fsdp), "mesh.data",
+               f"{cfg.mesh.data} x mesh.fsdp={cfg.mesh.fsdp} must equal the {n_devices} devices")
+        _check(cfg.batch_size % n_devices == 0, "batch_size",
+               f"{cfg.batch_size} is not divisible by the {n_devices} devices")
+    m = cfg.model
+    if m is None:
+        raise ConfigError("model: no model config")
+    get = lambda k, d=None: getattr(m, k, d)  # noqa: E731 - model configs may lack fields
+    dim, head_dim, patch = get("dim"), get("head_dim"), get("patch_size")
+    if dim is not None and head_dim:
+        _check(dim % head_dim == 0, "model.head_dim", f"{head_dim} does not divide model.dim={dim}")
+    if dim is not None:
+        _check(dim > 0, "model.dim", "must be positive")
+    if patch:
+        _check(cfg.data.image_size % patch == 0, "model.patch_size",
+               f"{patch} does not divide data.image_size={cfg.data.image_size}")
+    if get("in_channels") is not None:
+        _check(get("in_channels") == cfg.data.channels, "model.in_channels",
+               f"{get('in_channels')} != data.channels={cfg.data.channels}")
+    if get("ctx_dim") is not None:
+        _check(get("ctx_dim") == cfg.data.ctx_dim, "model.ctx_dim",
+               f"{get('ctx_dim')} != data.ctx_dim={cfg.data.ctx_dim}")
+
+
+def _build(cls: type, d: dict) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def from_dict(d: dict, model_cls: type | None = None) -> TrainConfig:
+    """Inverse of ouro.config.to_dict (config.json -> TrainConfig)."""
+    if model_cls is None:
+        from ouro.model import XUTConfig as model_cls
+    d = dict(d)
+    nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig}
+    for key, cls in nested.items():
+        if key in d:
+            d[key] = _build(cls, d[key])
+    if d.get("model") is not None:
+        d["model"] = _build(model_cls, d["model"])
+    return _build(TrainConfig, d)

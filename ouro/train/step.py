@@ -1,0 +1,149 @@
+"""Train state and THE train step: one jitted, donated function over a device mesh.
+
+The state is a plain dict pytree so Orbax, optax and jit all see the same thing:
+    params  nnx.State of nnx.Param         (sharded by the logical-axis rules)
+    rest    nnx.State of other variables   (replicated; the step does not change it)
+    ema     exponential moving average of params (what we sample from)
+    opt     optax state (moments sharded like the parameters they mirror)
+    step    int32 scalar;  rng  uint32 raw key data (checkpointable)
+    acc     metric sums since the last log row, kept on device: no host sync per step
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from ouro import sharding as shd
+from ouro.flow import bin_losses, flow_loss
+from ouro.train.optim import make_optimizer
+
+T_BINS = 10
+NEVER = 2**31 - 1  # "first non-finite step" when there was none
+ModelFactory = Callable[[Any, nnx.Rngs], nnx.Module]
+
+
+def default_model_factory(model_cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
+    from ouro.model import XUDiT
+
+    return XUDiT(model_cfg, rngs=rngs)
+
+
+def zero_acc() -> dict[str, jax.Array]:
+    return {"loss": jnp.zeros((), jnp.float32), "grad_norm": jnp.zeros((), jnp.float32),
+            "count": jnp.zeros((), jnp.int32), "bin_sum": jnp.zeros((T_BINS,), jnp.float32),
+            "bin_count": jnp.zeros((T_BINS,), jnp.float32),
+            "first_bad": jnp.full((), NEVER, jnp.int32)}
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Static pieces of a run (graph, optimizer, mesh, shardings) and its jitted step."""
+    cfg: Any
+    mesh: Mesh
+    graphdef: Any
+    tx: optax.GradientTransformation
+    init: Callable[[], dict]  # jitted: builds the state directly into its shardings
+    abstract_state: dict
+    state_shardings: dict
+    step: Callable[[dict, dict], dict]  # jitted, donates the state
+
+    def make_state(self) -> dict:
+        return self.init()
+
+    def model(self, params: nnx.State, rest: nnx.State) -> nnx.Module:
+        return nnx.merge(self.graphdef, params, rest)
+
+
+def _model_dim(model_cfg: Any) -> int:
+    return int(getattr(model_cfg, "dim", 0) or 1)
+
+
+def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) -> Trainer:
+    """eval_shape -> shardings -> jitted sharded init -> jitted donated train step."""
+    make_model = make_model or default_model_factory
+    dim = _model_dim(cfg.model)
+
+    def new_model() -> nnx.Module:
+        with nnx.use_eager_sharding(False):  # we place parameters ourselves (rules table)
+            return make_model(cfg.model, nnx.Rngs(cfg.seed))
+
+    # -- shapes first ------------------------------------------------------------------
+    abs_model = nnx.eval_shape(new_model)
+    graphdef, abs_params, _ = nnx.split(abs_model, nnx.Param, ...)
+    tx = make_optimizer(cfg, abs_params, dim)
+
+    def init() -> dict:
+        _, params, rest = nnx.split(new_model(), nnx.Param, ...)
+        return {"params": params, "rest": rest, "ema": jax.tree.map(jnp.copy, params),
+                "opt": tx.init(params), "step": jnp.zeros((), jnp.int32),
+                "rng": jax.random.key_data(jax.random.key(cfg.seed + 1)), "acc": zero_acc()}
+
+    abstract = jax.eval_shape(init)
+
+    # -- shardings: parameters by logical axes, optimizer moments mirror them -----------
+    rep = shd.replicated(mesh)
+    p_shard = shd.state_shardings(abs_params, mesh)
+    shardings = {"params": p_shard, "ema": p_shard,
+                 "rest": jax.tree.map(lambda _: rep, abstract["rest"]),
+                 "opt": shd.match_by_path_suffix(abstract["opt"], p_shard, rep),
+                 "step": rep, "rng": rep, "acc": jax.tree.map(lambda _: rep, abstract["acc"])}
+    init_jit = jax.jit(init, out_shardings=shardings)
+
+    # -- the update step -----------------------------------------------------------------
+    def train_step(state: dict, batch: dict) -> dict:
+        key = jax.random.wrap_key_data(state["rng"])
+        key, k_drop, k_loss, k_tread = jax.random.split(key, 4)
+        x, ctx = batch["x"], batch["ctx"]
+        # CFG dropout: the null condition is an all-zero context (what sampling uses)
+        keep = jax.random.bernoulli(k_drop, 1.0 - cfg.cfg_dropout, (x.shape[0],))
+        ctx = ctx * keep[:, None, None].astype(ctx.dtype)
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, state["rest"])
+            if cfg.tread_rate > 0:
+                fn = lambda x, t, c: model(x, t, c, tread_rate=cfg.tread_rate, rng=k_tread)  # noqa: E731
+            else:
+                fn = model
+            return flow_loss(fn, x, ctx, k_loss, schedule=cfg.t_schedule)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        grad_norm = optax.global_norm(grads)
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        step = state["step"]
+        decay = jnp.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step))  # fast early EMA
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
+        b_sum, b_cnt = bin_losses(aux["t"], aux["per_sample"], T_BINS)
+        acc = state["acc"]
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        acc = {"loss": acc["loss"] + loss, "grad_norm": acc["grad_norm"] + grad_norm,
+               "count": acc["count"] + 1, "bin_sum": acc["bin_sum"] + b_sum,
+               "bin_count": acc["bin_count"] + b_cnt,
+               "first_bad": jnp.where(finite, acc["first_bad"], jnp.minimum(acc["first_bad"], step + 1))}
+        return {"params": params, "rest": state["rest"], "ema": ema, "opt": opt,
+                "step": step + 1, "rng": jax.random.key_data(key), "acc": acc}
+
+    batch_sh = shd.batch_sharding(mesh)
+    step_jit = jax.jit(train_step, in_shardings=(shardings, {"x": batch_sh, "ctx": batch_sh}),
+                       out_shardings=shardings, donate_argnums=0)
+    return Trainer(cfg, mesh, graphdef, tx, init_jit, abstract, shardings, step_jit)
+
+
+def read_and_reset_acc(state: dict) -> tuple[dict, dict[str, Any]]:
+    """Host sync (once per log row): mean loss / grad-norm and per-t-bin losses."""
+    acc = jax.device_get(state["acc"])
+    n = max(int(acc["count"]), 1)
+    bins = [float(s / c) if c else float("nan") for s, c in zip(acc["bin_sum"], acc["bin_count"])]
+    out = {"loss": float(acc["loss"]) / n, "grad_norm": float(acc["grad_norm"]) / n,
+           "count": int(acc["count"]), "loss_t_bins": bins,
+           "first_bad": None if int(acc["first_bad"]) == NEVER else int(acc["first_bad"])}
+    rep = state["acc"]["loss"].sharding
+    state = dict(state, acc=jax.device_put(zero_acc(), rep))
+    return state, out
