@@ -36,9 +36,10 @@ def model_from_params(params: dict[str, np.ndarray], cfg: GemmaConfig, *, dtype=
         obj = model
         for part in key.split("/"):
             obj = getattr(obj, part)
-        if tuple(obj.value.shape) != tuple(value.shape):
-            raise ValueError(f"parameter {key}: shape {tuple(value.shape)}, model expects {tuple(obj.value.shape)}")
-        obj.value = jnp.asarray(value, jnp.float32)
+        want = tuple(obj.get_value().shape)
+        if want != tuple(value.shape):
+            raise ValueError(f"parameter {key}: shape {tuple(value.shape)}, model expects {want}")
+        obj.set_value(jnp.asarray(value, jnp.float32))
     return model
 
 
@@ -92,6 +93,27 @@ class TextEncoder:
         meta = ensure_converted(cache_dir, cfg, progress=progress)
         params = load_params(meta["weights_path"], cfg)
         return cls(params, Tokenizer(meta["tokenizer_path"]), cfg, weights_id=meta["weights_id"], **kwargs)
+
+    @classmethod
+    def from_official(cls, checkpoint: str, tokenizer_model: str, **kwargs) -> "TextEncoder":
+        """An official gemma Orbax checkpoint + its SentencePiece tokenizer.model."""
+        from ouro.text.official import checkpoint_id, load_official_checkpoint
+
+        cfg = kwargs.pop("cfg", GemmaConfig())
+        params = load_official_checkpoint(checkpoint, cfg)
+        return cls(params, Tokenizer(tokenizer_model), cfg, weights_id=checkpoint_id(checkpoint), **kwargs)
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The model's parameters as a flat {"a/b": float32 array} dict (the cache layout)."""
+        from ouro.text.weights import expected_shapes
+
+        out = {}
+        for key in expected_shapes(self.cfg):
+            obj = self.model
+            for part in key.split("/"):
+                obj = getattr(obj, part)
+            out[key] = np.asarray(obj.get_value())
+        return out
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         if isinstance(texts, str):
