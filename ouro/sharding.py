@@ -97,7 +97,7 @@ def state_shardings(state: Any, mesh: Mesh) -> Any:
 
     def one(var):
         if isinstance(var, nnx.Variable):
-            return var.replace(NamedSharding(mesh, logical_to_spec(logical_axes(var), var.value.shape, mesh)))
+            return var.replace(NamedSharding(mesh, logical_to_spec(logical_axes(var), var.get_value().shape, mesh)))
         return NamedSharding(mesh, P())
 
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))

@@ -113,7 +113,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
 
         bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
     t_window = time.perf_counter()
-    with mesh, StopFlag() as stop:
+    with StopFlag() as stop:
         while step < cfg.steps:
             batch = shd.global_batch(next(data), mesh)
             state = trainer.step(state, batch)

@@ -31,7 +31,7 @@ HIDDEN = {"embed", "mlp", "heads"}
 
 def param_rule(var: Any, dim: int) -> tuple[str, int]:
     """(rule name, divisor) for one nnx Variable: its lr is base_lr / divisor."""
-    shape = tuple(var.value.shape)
+    shape = tuple(var.get_value().shape)
     names = logical_axes(var)
     if names is not None and len(names) == len(shape):
         core = [(n, s) for n, s in zip(names, shape) if n != "layers"]
@@ -62,7 +62,7 @@ def lr_rules(params: nnx.State, dim: int) -> dict[str, Any]:
     for path, var in nnx.to_flat_state(params):
         rule, divisor = param_rule(var, dim)
         rows[".".join(map(str, path))] = {"rule": rule, "divisor": divisor,
-                                          "shape": list(var.value.shape)}
+                                          "shape": list(var.get_value().shape)}
     return {"counts": dict(Counter(r["rule"] for r in rows.values())), "params": rows}
 
 

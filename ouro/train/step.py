@@ -114,7 +114,7 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
             return flow_loss(fn, x, ctx, k_loss, schedule=cfg.t_schedule)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         step = state["step"]

@@ -1,0 +1,95 @@
+import dataclasses
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from ouro.config import ConfigError, override
+from ouro.model import XUDiT, preset
+from ouro.train import TrainConfig, preset_config, validate
+from ouro.train.optim import lr_rules, make_optimizer, reference_lr, schedule
+
+
+def test_presets_and_overrides():
+    cfg = preset_config("digits")
+    assert cfg.model.in_channels == 1 and cfg.data.image_size % cfg.model.patch_size == 0
+    validate(cfg, 8)
+    cfg2 = override(cfg, ["steps=7", "model.dim=64", "sample.cfg_scale=2.5", "mesh.fsdp=2"])
+    assert (cfg2.steps, cfg2.model.dim, cfg2.sample.cfg_scale, cfg2.mesh.fsdp) == (7, 64, 2.5, 2)
+    with pytest.raises(ConfigError, match="nope"):
+        override(cfg, ["nope=1"])
+    with pytest.raises(ConfigError, match="unknown training preset"):
+        preset_config("imagenet-9000")
+    big = preset_config("xut-small-256")
+    assert big.model.dim == 896 and big.batch_size == 1024 and big.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("items, field", [
+    (["lr=0"], "lr"), (["lr=-1"], "lr"), (["batch_size=100"], "batch_size"),
+    (["model.patch_size=3"], "model.patch_size"), (["mesh.fsdp=3"], "mesh.fsdp"),
+    (["cfg_dropout=1.0"], "cfg_dropout"), (["warmup_steps=99999"], "warmup_steps"),
+    (["data.channels=3"], "model.in_channels"), (["data.kind=sharded"], "data.path"),
+])
+def test_validation_names_the_field(items, field):
+    cfg = override(preset_config("digits"), items)
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate(cfg, 8)
+
+
+def test_head_dim_must_divide_dim():
+    @dataclasses.dataclass(frozen=True)
+    class M:
+        dim: int = 100
+        head_dim: int = 32
+
+    with pytest.raises(ConfigError, match="model.head_dim"):
+        validate(TrainConfig(model=M()), 1)
+
+
+def _xut_params():
+    cfg = preset("xut-tiny", in_channels=1)
+    with nnx.use_eager_sharding(False):
+        m = nnx.eval_shape(lambda: XUDiT(cfg, rngs=nnx.Rngs(0)))
+    return cfg, nnx.state(m, nnx.Param)
+
+
+def test_mup_rules_on_xudit():
+    cfg, params = _xut_params()
+    rules = lr_rules(params, cfg.dim)["params"]
+    assert rules["in_patch.proj.kernel"] == {"rule": "input", "divisor": cfg.dim, "shape": [4, cfg.dim]}
+    assert rules["ctx_proj.kernel"]["rule"] == "input"
+    # hidden matrices: base_lr / fan_in, the stacked "layers" axes excluded from the fan-in
+    down = [v for k, v in rules.items() if k.endswith("mlp.w_out.kernel")]
+    assert down and all(v["rule"] == "hidden" and v["divisor"] == cfg.mlp_dim for v in down)
+    qkv = [v for k, v in rules.items() if k.endswith("attn.qkv.kernel")]
+    assert qkv and all(v["divisor"] == cfg.dim for v in qkv)
+    assert rules["out_patch.proj.kernel"]["rule"] == "hidden"
+    assert all(v["rule"] == "vector" for k, v in rules.items() if k.endswith("bias"))
+
+
+def test_optimizer_applies_per_parameter_lr():
+    cfg, params = _xut_params()
+    tcfg = TrainConfig(model=cfg, steps=100, warmup_steps=0, weight_decay=0.0, clip_norm=1e9)
+    real = jax.tree.map(lambda s: np.ones(s.shape, np.float32), params)
+    tx = make_optimizer(tcfg, real, cfg.dim)
+    grads = jax.tree.map(lambda p: np.full(p.shape, 1e-3, np.float32), real)
+    upd, _ = tx.update(grads, tx.init(real), real)
+    flat = dict(nnx.to_flat_state(upd))
+    lr0 = tcfg.lr * float(schedule(tcfg)(0))
+    # Adam's first step moves every entry by ~lr: so |update| = lr(t) / divisor
+    w_out = next(v for k, v in flat.items() if k[-1] == "kernel" and "w_out" in k)
+    np.testing.assert_allclose(np.abs(np.asarray(w_out.get_value())), lr0 / cfg.mlp_dim, rtol=1e-3)
+    patch = flat[("in_patch", "proj", "kernel")]
+    np.testing.assert_allclose(np.abs(np.asarray(patch.get_value())), lr0 / cfg.dim, rtol=1e-3)
+    assert reference_lr(tcfg, 0, cfg.dim) == pytest.approx(lr0 / cfg.dim)
+
+
+def test_schedule_warmup_then_cosine():
+    cfg = TrainConfig(model=None, steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    s = schedule(cfg)
+    assert float(s(0)) == 0.0 and float(s(5)) == pytest.approx(0.5)
+    assert float(s(10)) == pytest.approx(1.0)
+    assert float(s(55)) == pytest.approx(0.55, abs=0.01)  # half way down the cosine
+    assert float(s(100)) == pytest.approx(0.1)

@@ -1,0 +1,95 @@
+import dataclasses
+import math
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from ouro import sharding as shd
+from ouro.train import NonFiniteLoss, TrainConfig, train
+from ouro.train.checkpoint import Checkpointer, StopFlag
+from ouro.train.config import DataConfig, SampleConfig
+from ouro.train.metrics import read_csv
+from ouro.train.step import build_trainer, read_and_reset_acc
+
+
+def _cfg(toy_cfg, out_dir, **kw):
+    base = dict(model=toy_cfg(), data=DataConfig(context="random"), out_dir=str(out_dir), name="toy",
+                steps=6, batch_size=16, warmup_steps=2, log_every=1, ckpt_every=2, keep_ckpts=2,
+                progress=False, eval_samples=False, sample=SampleConfig(steps=2, per_class=1))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(cfg, make, mesh, batches):
+    trainer = build_trainer(cfg, mesh, make)
+    state = trainer.make_state()
+    out = []
+    for b in batches:
+        state = trainer.step(state, shd.global_batch(b, mesh))
+        state, m = read_and_reset_acc(state)
+        out.append(m["loss"])
+    return out, state
+
+
+def test_one_device_equals_eight_devices(toy):
+    toy_cfg, make = toy
+    assert jax.device_count() == 8
+    rng = np.random.default_rng(0)
+    batches = [{"x": rng.normal(size=(16, 4, 4, 1)).astype(np.float32),
+                "ctx": rng.normal(size=(16, 1, 640)).astype(np.float32)} for _ in range(3)]
+    cfg = _cfg(toy_cfg, "/tmp/unused")
+    one, _ = _losses(cfg, make, shd.make_mesh(devices=jax.devices()[:1]), batches)
+    eight, _ = _losses(cfg, make, shd.make_mesh(), batches)
+    fsdp_cfg = dataclasses.replace(cfg, mesh=dataclasses.replace(cfg.mesh, fsdp=4))
+    fsdp, state = _losses(fsdp_cfg, make, shd.make_mesh(fsdp=4), batches)
+    np.testing.assert_allclose(one, eight, rtol=2e-5)
+    np.testing.assert_allclose(one, fsdp, rtol=2e-5)
+    assert one[2] != one[0]  # the parameters did move
+    # FSDP really shards parameters and Adam moments along "embed"
+    hid = state["params"]["hid"]["kernel"].get_value()
+    assert hid.sharding.spec == jax.sharding.PartitionSpec("fsdp", None)
+    assert len({s.device for s in hid.addressable_shards}) == 8
+    assert hid.addressable_shards[0].data.shape == (8, 32)
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(toy, tmp_path):
+    toy_cfg, make = toy
+    full = train(_cfg(toy_cfg, tmp_path / "full"), make)
+    assert full["finished"] and full["global_step"] == 6
+    part = train(_cfg(toy_cfg, tmp_path / "resumed"), make, stop_after=3)
+    assert not part["finished"] and part["stopped_by"] == "stop_after=3"
+    assert Checkpointer(tmp_path / "resumed" / "checkpoints").latest_step() == 3
+    rest = train(_cfg(toy_cfg, tmp_path / "resumed"), make)
+    assert rest["resumed_from"] == 3 and rest["finished"]
+    a = read_csv(tmp_path / "full" / "loss.csv")
+    b = read_csv(tmp_path / "resumed" / "loss.csv")
+    assert [r["global_step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-6)
+    assert {"timestamp", "epoch", "step", "lr", "grad_norm", "images_per_s", "model_flops_per_s"} <= set(a[0])
+    # keep the last K=2 checkpoints
+    assert Checkpointer(tmp_path / "full" / "checkpoints").all_steps() == [4, 6]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
+    toy_cfg, make = toy
+    cfg = _cfg(toy_cfg, tmp_path, lr=1e30, ckpt_every=1, warmup_steps=0)
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+") as err:
+        train(cfg, make)
+    bad = int(str(err.value).split("at step ")[1].split()[0])
+    ck = Checkpointer(tmp_path / "checkpoints")
+    assert ck.latest_step() == bad - 1
+    trainer = build_trainer(cfg, shd.make_mesh(devices=jax.devices()[:1]), make)
+    state, meta = ck.restore(trainer.abstract_state, trainer.state_shardings)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state["params"]))
+    assert meta["step"] == bad - 1
+
+
+def test_stop_flag_turns_sigterm_into_a_flag():
+    with StopFlag() as stop:
+        assert not stop
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop and stop.signal == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is not None
