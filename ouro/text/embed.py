@@ -22,9 +22,22 @@ _ENCODERS: dict[str, TextEncoder] = {}
 DIM = 640
 
 
+def enable_compilation_cache(cache_dir=None) -> None:
+    """Persist XLA executables under <cache>/jax_compilation unless the user chose a directory.
+
+    Each padded-length bucket costs a few seconds of compilation on CPU; persisted, a
+    later process loads it instead (process-wide JAX setting, hence only when unset).
+    """
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(cache_root(cache_dir) / "jax_compilation"))
+
+
 def get_encoder(cache_dir=None, *, progress: bool = True) -> TextEncoder:
     key = str(cache_root(cache_dir).resolve())
     if key not in _ENCODERS:
+        enable_compilation_cache(cache_dir)
         _ENCODERS[key] = TextEncoder.from_cache(cache_dir, progress=progress)
     return _ENCODERS[key]
 
