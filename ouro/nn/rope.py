@@ -55,7 +55,7 @@ def rotate(x_blnh: jax.Array, pos_bl2: jax.Array, log_freqs_nj2: jax.Array) -> j
     freqs_nj2 = jnp.exp(log_freqs_nj2.astype(jnp.float32))
     pos_bl2 = jnp.broadcast_to(pos_bl2.astype(jnp.float32), (b, l, 2))
     # angle of pair p = 2j + a is pos[a] * freq[n, j, a]
-    angles_blnp = jnp.einsum("bla,nja->blnja", pos_bl2, freqs_nj2).reshape(b, l, n, h // 2)
+    angles_blnp = (pos_bl2[:, :, None, None, :] * freqs_nj2).reshape(b, l, n, h // 2)  # (B, L, N, H/2)
     cos, sin = jnp.cos(angles_blnp), jnp.sin(angles_blnp)
     pairs = x_blnh.astype(jnp.float32).reshape(b, l, n, h // 2, 2)  # (B, L, N, H/2, 2)
     x0, x1 = pairs[..., 0], pairs[..., 1]
