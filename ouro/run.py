@@ -59,6 +59,17 @@ def runs_dir() -> Path:
     return project_root() / "outputs" / "runs"
 
 
+def project_path(path: str | os.PathLike | None) -> str | None:
+    """A path parameter as the notebook means it: relative paths from the project root
+    (the kernel runs in notebooks/), URLs such as gs://bucket/x untouched, empty -> None."""
+    if path is None or str(path) == "":
+        return None
+    if "://" in str(path):
+        return str(path)
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else project_root() / p)
+
+
 def resolve_out_dir(out_dir: str | os.PathLike | None, default_name: str) -> Path:
     """A notebook's `out_dir` parameter as a created directory. Empty → outputs/runs/
     <default_name>; relative paths are taken from the project root, not the kernel's cwd."""

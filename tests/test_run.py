@@ -144,3 +144,11 @@ def test_pod_main_prints_without_executing(capsys):
     printed = shlex.split(capsys.readouterr().out.strip())
     assert printed[0] == "gcloud" and printed[-1].startswith("--command=cd ~/ouro && ")
     assert "-p steps 5" in printed[-1]
+
+
+def test_project_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("OURO_ROOT", str(tmp_path))
+    assert run.project_path("") is None and run.project_path(None) is None
+    assert run.project_path("outputs/demo") == str(tmp_path / "outputs" / "demo")
+    assert run.project_path("/abs/x") == "/abs/x"
+    assert run.project_path("gs://bucket/ckpt") == "gs://bucket/ckpt"

@@ -49,3 +49,33 @@ def plot_fits(fits: Sequence, path: str | Path, *, extrapolate: float = 10.0, ti
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plot_loss(csv_paths: Sequence[str | Path], path: str | Path, *, title: str = "") -> Path:
+    """Training loss against global step for one or more loss.csv logs (log–log)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from ouro.analysis.scaling import read_loss_csv
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    for i, csv_path in enumerate(csv_paths):
+        curve = read_loss_csv(csv_path)
+        keep = curve.x > 0
+        ax.plot(curve.x[keep], curve.y[keep], "-o", ms=2, lw=1, color=f"C{i % 10}", label=curve.name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -5,6 +5,7 @@ Notebooks are discovered at collection time, so a notebook added by anyone is ex
 """
 
 import json
+import os
 from pathlib import Path
 
 import jupytext
@@ -15,6 +16,7 @@ from ouro import run
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PY = sorted(NOTEBOOKS.glob("*.py"))
 IPYNB = sorted(NOTEBOOKS.glob("*.ipynb"))
+CACHE = NOTEBOOKS.parent / ".cache" / "jax-notebooks"  # git-ignored
 
 
 def _cells(nb):
@@ -73,7 +75,13 @@ def test_parameters_cell_follows_the_contract(py):
 
 
 @pytest.mark.parametrize("py", PY, ids=lambda p: p.stem)
-def test_notebook_runs_in_smoke_mode(py, tmp_path):
+def test_notebook_runs_in_smoke_mode(py, tmp_path, monkeypatch):
+    # Kernels inherit this environment. One CPU device, as on a laptop (the 8-device mesh is
+    # the training tests' business), and a persistent XLA cache: compiling dominates a
+    # smoke run, and the cache key covers HLO + flags, so a hit is never stale.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR", str(CACHE)))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
     out = tmp_path / "out"
     result = run.run_notebook(py, {"smoke": True, "out_dir": str(out)}, run_name="smoke",
                               runs_root=tmp_path / "runs", progress=False)
