@@ -45,7 +45,7 @@ from ouro.train.sample import load_for_sampling, sample_grid, save_grid
 
 out = resolve_out_dir(out_dir, "sampling")
 if smoke:  # the same 4-step config as the training notebook's smoke run (shared compile cache)
-    train(override(preset_config("digits-smoke"), ["steps=4", "warmup_steps=1", "eval_samples=false",
+    train(override(preset_config("digits-smoke"), ["steps=4", "warmup_steps=0", "eval_samples=false",
                                                    f"out_dir={out / 'train-smoke'}"]))
     run_dir, sample_steps, cfg_scales, per_class = out / "train-smoke", 2, [1.0, 3.0], 2
 

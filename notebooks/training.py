@@ -54,11 +54,13 @@ out = resolve_out_dir(out_dir, "training")
 
 # %%
 if smoke:  # seconds, not minutes: compile dominates, so few steps and no sample scoring
-    preset, steps, overrides = "digits-smoke", min(steps or 4, 4), [*overrides, "eval_samples=false", "warmup_steps=1"]
+    preset, steps, overrides = "digits-smoke", min(steps or 4, 4), [*overrides, "eval_samples=false"]
 given = {"steps": steps, "batch_size": batch_size, "lr": lr, "wandb": wandb, "ckpt_dir": project_path(ckpt_dir),
          "data.kind": "sharded" if data else None, "data.path": project_path(data),
          "mesh.data": mesh[0] if mesh else None, "mesh.fsdp": mesh[1] if mesh else None}
 cfg = override(preset_config(preset), {k: v for k, v in given.items() if v is not None})
+if cfg.warmup_steps >= cfg.steps:  # a short run (-p steps 50) keeps a 10% warm-up instead of failing
+    overrides = [f"warmup_steps={cfg.steps // 10}", *overrides]
 cfg = override(cfg, [*overrides, f"out_dir={out}"])
 print(cfg)
 

@@ -277,6 +277,8 @@ def section_training(runs: list[RunDir], figs: Figures) -> str:
         if (r.path / "metrics.json").exists():
             m = _read_json(r.path / "metrics.json")
             parts.append("Metrics (`metrics.json`):\n\n" + (render_json_table(m) if m is not None else "unreadable"))
+        if (r.path / "loss.png").exists():
+            parts.append(figs.add(r, r.path / "loss.png", f"{r.name}: loss"))
     return "\n\n".join(parts)
 
 
@@ -291,6 +293,12 @@ def section_samples(runs: list[RunDir], figs: Figures) -> str:
         return "\n\n".join(parts + [_not_yet("no samples*.png under outputs/", "make demo` or `ouro run notebooks/sampling.py")])
     for r in found:
         parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
+        scores = _read_json(r.path / "sampling.json")
+        if isinstance(scores, dict) and isinstance(scores.get("results"), list):
+            rows = [{k: v for k, v in x.items() if k != "accuracy_per_class"} for x in scores["results"] if isinstance(x, dict)]
+            parts.append(f"Checkpoint step {_fmt(scores.get('step'))} of `{scores.get('run_dir', '?')}`, "
+                         f"{scores.get('method')} sampler, {_fmt(scores.get('sample_steps'))} steps:\n\n"
+                         + render_json_table({"scores": rows}).removeprefix("**scores**\n\n"))
         parts += [figs.add(r, png, f"{r.name}: {png.stem}") for png in _sample_pngs(r)]
     return "\n\n".join(parts)
 

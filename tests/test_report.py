@@ -49,6 +49,13 @@ def tree(tmp_path):
     (emb / "similarity_heatmap.png").write_bytes(PNG + b"emb")
     _run_json(emb, "embedding_analysis.py", "completed")
 
+    smp = out / "runs" / "sampling-1"
+    smp.mkdir()
+    (smp / "samples_cfg3.png").write_bytes(PNG + b"cfg3")
+    (smp / "sampling.json").write_text(json.dumps({"run_dir": "outputs/demo", "step": 1500, "method": "euler", "sample_steps": 32,
+        "results": [{"cfg_scale": 3.0, "grid": "samples_cfg3.png", "accuracy": 0.93, "frechet": 4.25, "accuracy_per_class": {"0": 1.0}}]}))
+    _run_json(smp, "sampling.py", "completed")
+
     bad = out / "runs" / "broken"
     bad.mkdir()
     _run_json(bad, "training.py", "failed", error={"cell_index": 4, "execution_count": 3, "ename": "ValueError", "evalue": "lr must be > 0"})
@@ -96,8 +103,10 @@ def test_report_contents(tree):
     assert "| `broken` | `training.py` | failed |" in runs and "cell 4: ValueError: lr must be > 0" in runs
     # every linked figure exists next to the report
     links = re.findall(r"\]\((figures/[^)]+)\)", text)
-    assert len(links) == 3 and all((tree / "reports" / link).exists() for link in links)
-    assert "figures/demo--samples.png" in _section(text, "Sample grids")
+    assert len(links) == 4 and all((tree / "reports" / link).exists() for link in links)
+    samples = _section(text, "Sample grids")
+    assert "figures/demo--samples.png" in samples and "figures/sampling-1--samples_cfg3.png" in samples
+    assert "| 3 | samples_cfg3.png | 0.93 | 4.25 |" in samples and "Checkpoint step 1,500 of `outputs/demo`" in samples
 
 
 def test_idempotent_and_no_stale_numbers(tree):
@@ -107,11 +116,13 @@ def test_idempotent_and_no_stale_numbers(tree):
     assert sorted(p.name for p in (tree / "reports/figures").iterdir()) == figs_a
     # remove artefacts: their sections say "not yet run", their figures go
     shutil.rmtree(tree / "outputs/runs/scaling-1")
+    shutil.rmtree(tree / "outputs/runs/sampling-1")
     (tree / "outputs/demo/samples.png").unlink()
     b = _build(tree, tree)
     assert "Not yet run" in _section(b, "Scaling-law fits") and "Not yet run" in _section(b, "Sample grids")
     assert not (tree / "reports/figures/demo--samples.png").exists()
     assert not list((tree / "reports/figures").glob("scaling-1--*"))
+    assert "0.93" not in b and "sampling-1" not in b
 
 
 def test_empty_and_unreadable_outputs_do_not_crash(tmp_path):
