@@ -59,8 +59,9 @@ def make_mesh(data: int = -1, fsdp: int = 1, devices: Sequence[Any] | None = Non
         raise ValueError(f"mesh.fsdp={fsdp} must divide the device count {n}")
     if data == -1:
         data = n // fsdp
-    if data * fsdp != n:
-        raise ValueError(f"mesh.data={data} x mesh.fsdp={fsdp} != {n} devices")
+    if data < 1 or data * fsdp > n or (jax.process_count() > 1 and data * fsdp != n):
+        raise ValueError(f"mesh.data={data} x mesh.fsdp={fsdp} does not fit the {n} devices")
+    devices = devices[:data * fsdp]  # a smaller explicit mesh uses the first devices
     return Mesh(np.asarray(devices).reshape(data, fsdp), MESH_AXES)
 
 

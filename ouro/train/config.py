@@ -94,7 +94,8 @@ def _digits_smoke(**kw: Any) -> TrainConfig:
                                            pre_blocks=0, post_blocks=0),
                        name="digits-smoke", out_dir="outputs/digits-smoke", steps=20,
                        batch_size=32, warmup_steps=5, log_every=5, ckpt_every=10,
-                       progress=False, sample=SampleConfig(steps=4, per_class=2), **kw)
+                       progress=False, sample=SampleConfig(steps=2, per_class=2),
+                       mesh=MeshConfig(data=1), **kw)  # one device: compiles fastest
 
 
 def _latents(model_name: str, image: int) -> TrainConfig:
@@ -150,10 +151,11 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     if n_devices is not None:
         _check(cfg.mesh.fsdp >= 1 and n_devices % cfg.mesh.fsdp == 0, "mesh.fsdp",
                f"{cfg.mesh.fsdp} must divide the {n_devices} devices")
-        _check(cfg.mesh.data in (-1, n_devices // cfg.mesh.fsdp), "mesh.data",
-               f"{cfg.mesh.data} x mesh.fsdp={cfg.mesh.fsdp} must equal the {n_devices} devices")
-        _check(cfg.batch_size % n_devices == 0, "batch_size",
-               f"{cfg.batch_size} is not divisible by the {n_devices} devices")
+        used = n_devices if cfg.mesh.data == -1 else cfg.mesh.data * cfg.mesh.fsdp
+        _check(cfg.mesh.data == -1 or 1 <= used <= n_devices, "mesh.data",
+               f"{cfg.mesh.data} x mesh.fsdp={cfg.mesh.fsdp} does not fit the {n_devices} devices")
+        _check(cfg.batch_size % used == 0, "batch_size",
+               f"{cfg.batch_size} is not divisible by the {used} devices of the mesh")
     m = cfg.model
     if m is None:
         raise ConfigError("model: no model config")

@@ -10,7 +10,7 @@ import pytest
 from ouro import sharding as shd
 from ouro.train import NonFiniteLoss, TrainConfig, train
 from ouro.train.checkpoint import Checkpointer, StopFlag
-from ouro.train.config import DataConfig, SampleConfig
+from ouro.train.config import DataConfig, MeshConfig, SampleConfig
 from ouro.train.metrics import read_csv
 from ouro.train.step import build_trainer, read_and_reset_acc
 
@@ -18,7 +18,8 @@ from ouro.train.step import build_trainer, read_and_reset_acc
 def _cfg(toy_cfg, out_dir, **kw):
     base = dict(model=toy_cfg(), data=DataConfig(context="random"), out_dir=str(out_dir), name="toy",
                 steps=6, batch_size=16, warmup_steps=2, log_every=1, ckpt_every=2, keep_ckpts=2,
-                progress=False, eval_samples=False, sample=SampleConfig(steps=2, per_class=1))
+                progress=False, eval_samples=False, sample=SampleConfig(steps=2, per_class=1),
+                mesh=MeshConfig(data=1))  # one device: fast; parity across meshes is tested below
     base.update(kw)
     return TrainConfig(**base)
 
