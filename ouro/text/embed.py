@@ -25,8 +25,8 @@ DIM = 640
 def enable_compilation_cache(cache_dir=None) -> None:
     """Persist XLA executables under <cache>/jax_compilation unless the user chose a directory.
 
-    Each padded-length bucket costs a few seconds of compilation on CPU; persisted, a
-    later process loads it instead (process-wide JAX setting, hence only when unset).
+    Each batch shape costs a few seconds of compilation on CPU; persisted, a later
+    process loads it instead (process-wide JAX setting, hence only when unset).
     """
     import jax
 

@@ -134,17 +134,28 @@ class Gemma3(nnx.Module):
         self.layers = make_blocks(rngs)  # every parameter has a leading (depth,) axis
         self.final_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps, rngs=rngs, param_dtype=param_dtype)
 
-    def __call__(self, tokens_bt: jax.Array, mask_bt: jax.Array) -> jax.Array:
-        """tokens (B, T) int, mask (B, T) bool (True = real token, right-padded)."""
+    def __call__(self, tokens_bt: jax.Array, mask_bt: jax.Array, segments_bt: jax.Array | None = None) -> jax.Array:
+        """tokens (B, T) int, mask (B, T) bool (True = real token).
+
+        Without `segments_bt` each row is one right-padded text. With it, a row packs
+        several texts back to back (segment ids 1, 2, ...; 0 = padding): attention stays
+        inside a segment and positions restart at 0 for each, so every text gets exactly
+        the hidden states it would get alone.
+        """
         cfg = self.cfg
         b, t = tokens_bt.shape
         x_btd = jnp.take(self.input_embedding[...], tokens_bt, axis=0).astype(jnp.float32)
         x_btd = (x_btd * math.sqrt(cfg.dim)).astype(self.dtype)
-        # Right padding keeps each text's positions at 0..n-1, so one position row serves the batch.
-        positions_bt = jnp.broadcast_to(jnp.arange(t)[None], (b, t))
-        q_pos, k_pos = positions_bt[:, :, None], positions_bt[:, None, :]
-        causal_btt = (k_pos <= q_pos) & mask_bt[:, None, :]
-        local_btt = causal_btt & (q_pos - k_pos < cfg.sliding_window)
+        index_bt = jnp.broadcast_to(jnp.arange(t)[None], (b, t))
+        if segments_bt is None:
+            segments_bt = mask_bt.astype(jnp.int32)
+        same_btt = segments_bt[:, :, None] == segments_bt[:, None, :]
+        # Position = index minus the index where the token's segment starts.
+        starts_bt = jnp.where(jnp.concatenate([jnp.ones((b, 1), bool), segments_bt[:, 1:] != segments_bt[:, :-1]], 1), index_bt, 0)
+        positions_bt = index_bt - jax.lax.cummax(starts_bt, axis=1)
+        q_idx, k_idx = index_bt[:, :, None], index_bt[:, None, :]
+        causal_btt = (k_idx <= q_idx) & same_btt & mask_bt[:, None, :]
+        local_btt = causal_btt & (q_idx - k_idx < cfg.sliding_window)
         sin_l, cos_l = rope_tables(positions_bt, cfg.head_dim, cfg.rope_base_local)
         sin_g, cos_g = rope_tables(positions_bt, cfg.head_dim, cfg.rope_base_global)
         is_global = jnp.asarray([cfg.is_global(i) for i in range(cfg.depth)])
