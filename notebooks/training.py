@@ -61,6 +61,8 @@ given = {"steps": steps, "batch_size": batch_size, "lr": lr, "wandb": wandb, "ck
 cfg = override(preset_config(preset), {k: v for k, v in given.items() if v is not None})
 if cfg.warmup_steps >= cfg.steps:  # a short run (-p steps 50) keeps a 10% warm-up instead of failing
     overrides = [f"warmup_steps={cfg.steps // 10}", *overrides]
+if cfg.steps < 20 * cfg.log_every:  # and logs >= 20 loss rows, enough for a scaling fit
+    overrides = [f"log_every={max(1, cfg.steps // 20)}", *overrides]
 cfg = override(cfg, [*overrides, f"out_dir={out}"])
 print(cfg)
 
