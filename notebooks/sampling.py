@@ -37,7 +37,7 @@ out_dir = ""  # where grids and scores go (empty: outputs/runs/sampling)
 from IPython.display import Image, Markdown, display
 
 from ouro.config import override
-from ouro.report import render_json_table
+from ouro.markdown import render_json_table
 from ouro.run import project_path, resolve_out_dir, write_json
 from ouro.train import preset_config, train
 from ouro.train.evaluate import evaluate_samples

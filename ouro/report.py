@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ouro.markdown import fmt, table, render_json_table
+
 FIGURES = "figures"
 
 
@@ -76,11 +78,18 @@ SAMPLE_PATTERNS = ("sample*.png", "*grid*.png")
 
 
 def discover(outputs: Path) -> list[RunDir]:
-    """outputs/demo first, then outputs/runs/<name> and per-host outputs/runs/<name>/<host>,
-    sorted by name."""
+    """outputs/demo first, then other outputs/<name>/ holding artefacts (e.g. a notebook run
+    by hand with its default out_dir), then outputs/runs/<name> and per-host
+    outputs/runs/<name>/<host>; each group sorted by name."""
+    def has_marker(d: Path) -> bool:
+        return any((d / m).is_file() for m in MARKERS)
+
     runs = []
     if (outputs / "demo").is_dir():
         runs.append(RunDir("demo", outputs / "demo", _read_json(outputs / "demo" / "run.json") or {}, "outputs/demo"))
+    if outputs.is_dir():
+        for d in sorted(p for p in outputs.iterdir() if p.is_dir() and p.name not in ("demo", "runs") and has_marker(p)):
+            runs.append(RunDir(d.name, d, _read_json(d / "run.json") or {}, f"outputs/{d.name}"))
     base = outputs / "runs"
     if base.is_dir():
         dirs = sorted({p.parent for m in MARKERS for p in [*base.glob(f"*/{m}"), *base.glob(f"*/*/{m}")]})
@@ -90,71 +99,8 @@ def discover(outputs: Path) -> list[RunDir]:
     return runs
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, (list, tuple)) and len(v) <= 4 and all(isinstance(x, (int, float)) for x in v):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    text = json.dumps(v) if isinstance(v, (dict, list)) else str(v)
-    return (text[:77] + "...") if len(text) > 80 else text.replace("|", "\\|")
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _not_yet(what: str, how: str) -> str:
     return f"> **Not yet run:** {what}. Produce it with `{how}`."
-
-
-def _is_scalar(v: Any) -> bool:
-    return not isinstance(v, (dict, list)) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(x, (int, float)) for x in v))
-
-
-def _is_records(v: Any) -> bool:
-    """{row: {column: scalar}} — renders as one table."""
-    return isinstance(v, dict) and bool(v) and all(isinstance(r, dict) and r and all(map(_is_scalar, r.values())) for r in v.values())
-
-
-def _records_table(rows: dict, first: str = "") -> str:
-    cols = list(dict.fromkeys(c for r in rows.values() for c in r))[:10]
-    return _table([first, *cols], [[k, *(r.get(c, "") for c in cols)] for k, r in rows.items()])
-
-
-def render_json_table(data: Any, depth: int = 0) -> str:
-    """A readable rendering of a JSON artefact whose schema this module does not own:
-    scalars as a key/value table, {row: {col: scalar}} and lists of records as tables,
-    deeper nesting recursively (two levels), anything else as compact JSON."""
-    if _is_records(data):
-        return _records_table(data)
-    if not isinstance(data, dict):
-        return _fmt(data)
-    parts = []
-    scalars = [[k, v] for k, v in data.items() if _is_scalar(v)]
-    if scalars:
-        parts.append(_table(["key", "value"], scalars))
-    for k, v in data.items():
-        if _is_scalar(v):
-            continue
-        if _is_records(v):
-            parts.append(f"**{k}**\n\n" + _records_table(v))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            cols = list(dict.fromkeys(c for x in v for c in x))[:10]
-            parts.append(f"**{k}**\n\n" + _table(cols, [[x.get(c, "") for c in cols] for x in v[:30]]))
-        elif isinstance(v, dict) and depth < 2:
-            parts.append(f"**{k}**\n\n" + render_json_table(v, depth + 1))
-        else:
-            parts.append(f"**{k}**: {_fmt(v)}")
-    return "\n\n".join(parts)
 
 
 class Figures:
@@ -197,7 +143,7 @@ def section_runs(runs: list[RunDir]) -> str:
             note = f"cell {err['cell_index']}: " + note
         rows.append([f"`{r.name}`", f"`{Path(rec.get('notebook', '?')).name}`", rec.get("status", "?"), r.commit.removeprefix("commit "),
                      rec.get("start_time", ""), rec.get("end_time") or "", note])
-    return "## Runs\n\n" + _table(["run", "notebook", "status", "commit", "start (UTC)", "end (UTC)", "error"], rows)
+    return "## Runs\n\n" + table(["run", "notebook", "status", "commit", "start (UTC)", "end (UTC)", "error"], rows)
 
 
 def section_model(root: Path) -> str:
@@ -223,7 +169,7 @@ def section_model(root: Path) -> str:
         f"(code last changed in commit `{sha}`). Blocks: pre + depth×(encoder+decoder) + post. "
         "GFLOPs are per image at the quoted latent size, one context token, 2 FLOPs per multiply-add; "
         "training = 3 × forward.\n\n"
-        + _table(["preset", "D", "M", "heads", "blocks", "ctx", "params", "latent", "fwd GFLOPs", "train GFLOPs",
+        + table(["preset", "D", "M", "heads", "blocks", "ctx", "params", "latent", "fwd GFLOPs", "train GFLOPs",
                   "fwd GFLOPs, TREAD 0.5"], rows)
     )
 
@@ -271,7 +217,7 @@ def section_training(runs: list[RunDir], figs: Figures) -> str:
         parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
         if (r.path / "loss.csv").exists():
             s = _loss_summary(r.path / "loss.csv")
-            parts.append(_table(list(s), [list(s.values())]) if isinstance(s, dict) else f"loss.csv: {s}")
+            parts.append(table(list(s), [list(s.values())]) if isinstance(s, dict) else f"loss.csv: {s}")
         else:
             parts.append("> **Not yet run:** no loss.csv in this run.")
         if (r.path / "metrics.json").exists():
@@ -296,8 +242,8 @@ def section_samples(runs: list[RunDir], figs: Figures) -> str:
         scores = _read_json(r.path / "sampling.json")
         if isinstance(scores, dict) and isinstance(scores.get("results"), list):
             rows = [{k: v for k, v in x.items() if k != "accuracy_per_class"} for x in scores["results"] if isinstance(x, dict)]
-            parts.append(f"Checkpoint step {_fmt(scores.get('step'))} of `{scores.get('run_dir', '?')}`, "
-                         f"{scores.get('method')} sampler, {_fmt(scores.get('sample_steps'))} steps:\n\n"
+            parts.append(f"Checkpoint step {fmt(scores.get('step'))} of `{scores.get('run_dir', '?')}`, "
+                         f"{scores.get('method')} sampler, {fmt(scores.get('sample_steps'))} steps:\n\n"
                          + render_json_table({"scores": rows}).removeprefix("**scores**\n\n"))
         parts += [figs.add(r, png, f"{r.name}: {png.stem}") for png in _sample_pngs(r)]
     return "\n\n".join(parts)
@@ -307,7 +253,7 @@ def section_scaling(runs: list[RunDir], figs: Figures) -> str:
     parts = ["## Scaling-law fits"]
     found = [r for r in runs if (r.path / "scaling_fits.json").exists()]
     if not found:
-        return "\n\n".join(parts + [_not_yet("no scaling_fits.json under outputs/runs/", "ouro run notebooks/scaling_laws.py")])
+        return "\n\n".join(parts + [_not_yet("no scaling_fits.json under outputs/", "ouro run notebooks/scaling_laws.py")])
     from ouro.analysis.scaling import summary_table
 
     for r in found:
@@ -324,8 +270,8 @@ def section_scaling(runs: list[RunDir], figs: Figures) -> str:
                 src = str(run.get("source", ""))
                 src = src[src.index("outputs/"):] if "outputs/" in src else src
                 parts.append(f"- `{run['name']}` (`{src}`): extrapolated loss at {run['x']} "
-                             f"{_fmt(ext['x'][-1])}: {_fmt(ext['median'][-1])} "
-                             f"(prediction band {_fmt(ext['lo'][-1])} – {_fmt(ext['hi'][-1])})")
+                             f"{fmt(ext['x'][-1])}: {fmt(ext['median'][-1])} "
+                             f"(prediction band {fmt(ext['lo'][-1])} – {fmt(ext['hi'][-1])})")
         for s in doc.get("skipped", []):
             parts.append(f"- skipped `{s.get('source')}`: {s.get('reason')}")
         for png in ("scaling_fits.png", "scaling_compute.png"):
@@ -338,7 +284,7 @@ def section_embeddings(runs: list[RunDir], figs: Figures) -> str:
     parts = ["## Embedding analysis"]
     found = [r for r in runs if (r.path / "embedding_stats.json").exists()]
     if not found:
-        return "\n\n".join(parts + [_not_yet("no embedding_stats.json under outputs/runs/", "ouro run notebooks/embedding_analysis.py")])
+        return "\n\n".join(parts + [_not_yet("no embedding_stats.json under outputs/", "ouro run notebooks/embedding_analysis.py")])
     for r in found:
         data = _read_json(r.path / "embedding_stats.json")
         parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")

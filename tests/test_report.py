@@ -152,3 +152,11 @@ def test_render_json_table_handles_lists_of_records():
     out = report.render_json_table({"neighbours": [{"query": "dog", "nearest": "puppy", "cos": 0.9}], "n": 3})
     assert "| query | nearest | cos |" in out and "| dog | puppy | 0.9 |" in out and "| n | 3 |" in out
     assert np.isfinite(0.0)
+
+
+def test_render_nested_stats_with_paths_and_neighbour_lists():
+    out = report.render_json_table({"names": {"pooling": "mean", "stats": {"overall": {"within": 0.5, "cross": 0.25}},
+                                              "neighbours": {"pizza": [["hotdog", 0.77], ["bagel", 0.7]]}}})
+    assert "**names**\n\n| key | value |\n|---|---|\n| pooling | mean |" in out
+    assert "**names › stats**\n\n|  | within | cross |" in out and "| overall | 0.5 | 0.25 |" in out
+    assert "| pizza | hotdog (0.77), bagel (0.7) |" in out
