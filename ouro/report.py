@@ -65,6 +65,12 @@ def _search_commit(path: Path) -> str | None:
     return None
 
 
+def _rel(path: Any) -> str:
+    """A recorded path as shown in the report: from outputs/ on, so no machine paths leak."""
+    text = str(path)
+    return text[text.index("outputs/"):] if "outputs/" in text else text
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -242,7 +248,7 @@ def section_samples(runs: list[RunDir], figs: Figures) -> str:
         scores = _read_json(r.path / "sampling.json")
         if isinstance(scores, dict) and isinstance(scores.get("results"), list):
             rows = [{k: v for k, v in x.items() if k != "accuracy_per_class"} for x in scores["results"] if isinstance(x, dict)]
-            parts.append(f"Checkpoint step {fmt(scores.get('step'))} of `{scores.get('run_dir', '?')}`, "
+            parts.append(f"Checkpoint step {fmt(scores.get('step'))} of `{_rel(scores.get('run_dir', '?'))}`, "
                          f"{scores.get('method')} sampler, {fmt(scores.get('sample_steps'))} steps:\n\n"
                          + render_json_table({"scores": rows}).removeprefix("**scores**\n\n"))
         parts += [figs.add(r, png, f"{r.name}: {png.stem}") for png in _sample_pngs(r)]
@@ -267,8 +273,7 @@ def section_scaling(runs: list[RunDir], figs: Figures) -> str:
         for run in doc.get("runs", []):
             ext = run.get("extrapolation") or {}
             if ext.get("x"):
-                src = str(run.get("source", ""))
-                src = src[src.index("outputs/"):] if "outputs/" in src else src
+                src = _rel(run.get("source", ""))
                 parts.append(f"- `{run['name']}` (`{src}`): extrapolated loss at {run['x']} "
                              f"{fmt(ext['x'][-1])}: {fmt(ext['median'][-1])} "
                              f"(prediction band {fmt(ext['lo'][-1])} – {fmt(ext['hi'][-1])})")
