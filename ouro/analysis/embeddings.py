@@ -4,7 +4,8 @@ Statistics on cosine similarities of L2-normalised embeddings, by semantic group
   within(g) = mean similarity over pairs of distinct classes both in g
   cross(g)  = mean similarity between classes in g and classes outside g
   overall within / cross = means over all same-group / different-group pairs; ratio = within / cross,
-  gap = within - cross; knn10 purity = share of each class's 10 nearest neighbours in its group
+  gap = within - cross, gap_z = gap / std of all pair similarities; knn10 purity = share
+  of each class's 10 nearest neighbours in its group (chance level beside it)
 plus nearest neighbours of chosen classes, for the class names and for the buggy
 "class_0" ... "class_999" placeholders side by side. Figures: group-sorted heatmap,
 t-SNE / UMAP maps coloured by group, dog-breed cluster. `run_analysis` writes them all.
@@ -53,6 +54,8 @@ def group_stats(sims: np.ndarray, groups: Sequence[str], order: Sequence[str]) -
     cross_all = float(sims[~same].mean())
     return {"overall": {"within": within_all, "cross": cross_all, "ratio": _ratio(within_all, cross_all),
                         "gap": within_all - cross_all, "mean_offdiag": float(sims[off_diag].mean()),
+                        # gap in units of the similarity spread: scale-free, comparable across encoders
+                        "gap_z": (within_all - cross_all) / float(sims[off_diag].std()),
                         **knn_purity(sims, groups)}, "groups": per_group}
 
 
@@ -155,7 +158,7 @@ def summary_table(result: dict) -> str:
         n = sum(v["n"] for v in a["groups"].values()) if g == "overall" else s["n"]
         rows.append(f"| {g} | {n} | {s['within']:.3f} | {s['cross']:.3f} | {s['ratio']:.3f} | "
                     f"{t['within']:.3f} | {t['cross']:.3f} | {t['ratio']:.3f} |")
-    for key in ("gap", "knn10_purity", "knn10_chance"):
+    for key in ("gap", "gap_z", "knn10_purity", "knn10_chance"):
         rows.append(f"| overall {key} | | {a['overall'][key]:.3f} | | | {b['overall'][key]:.3f} | | |")
     return "\n".join(rows)
 

@@ -25,6 +25,8 @@ def test_group_stats_by_hand():
     assert s["groups"]["a"]["cross"] == pytest.approx(cross)
     assert s["overall"]["within"] == pytest.approx(0.6)
     assert s["overall"]["ratio"] == pytest.approx(0.6 / cross)
+    off = sims[~np.eye(4, dtype=bool)]
+    assert s["overall"]["gap_z"] == pytest.approx((0.6 - cross) / off.std())
 
 
 def test_overall_is_pair_weighted_and_groups_missing_from_subset_are_skipped():
@@ -105,7 +107,7 @@ def test_figures_and_table_from_synthetic_embeddings(tmp_path):
     assert a["stats"]["overall"]["ratio"] > 1.5 > b["stats"]["overall"]["ratio"]
     assert a["neighbours"]["n0"][0][0] in names[1:6]  # a dog's nearest neighbour is a dog
     table = summary_table({"names": a, "buggy_placeholders": b})
-    assert table.count("\n") == 2 + 3 + 3 and "| dogs | 6 |" in table and "knn10_purity" in table
+    assert table.count("\n") == 2 + 3 + 4 and "| dogs | 6 |" in table and "knn10_purity" in table
     paths = [plots.heatmap(emb, buggy, groups, order, tmp_path / "h.png"),
              plots.scatter_map(emb, buggy, groups, order, tmp_path / "t.png", method="pca"),
              plots.dog_cluster(emb, names, groups, tmp_path / "d.png")]
