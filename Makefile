@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/ouro models --demo
+	$(VENV)/bin/ouro demo
 
 test: setup
 	$(PY) -m pytest -q tests

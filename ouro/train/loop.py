@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from ouro import sharding as shd
 from ouro.config import to_dict
@@ -136,6 +135,12 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         bar.close()
     ckpt.wait()
 
+    if not math.isfinite(last["loss"]) and (out / "loss.csv").exists():
+        from ouro.train.metrics import read_csv
+
+        rows = read_csv(out / "loss.csv")
+        if rows:
+            last = {**last, "loss": rows[-1]["loss"]}
     summary: dict[str, Any] = {
         "name": cfg.name, "out_dir": str(out), "global_step": step, "steps": cfg.steps,
         "finished": step >= cfg.steps, "stopped_by": stopped_by, "resumed_from": resumed_from,
@@ -143,6 +148,13 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"),
     }
+    # wall time summed over every invocation of this run (resumes included)
+    prev_total = 0.0
+    if resumed_from is not None and (out / "metrics.json").exists():
+        import json
+
+        prev_total = float(json.loads((out / "metrics.json").read_text()).get("wall_s_total", 0.0))
+    summary["wall_s_total"] = prev_total + summary["wall_s"]
     if summary["finished"] and cfg.eval_samples and info["kind"] == "digits":
         from ouro.train.sample import evaluate_run
 
@@ -150,8 +162,5 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     ckpt.close()
     wandb and wandb.finish()
     if is_main:
-        prev = {}
-        if (out / "metrics.json").exists() and not summary["finished"]:
-            prev = {}
-        write_json(out / "metrics.json", {**prev, **summary})
+        write_json(out / "metrics.json", summary)
     return summary

@@ -2,7 +2,6 @@ import dataclasses
 
 import jax
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -69,21 +68,33 @@ def test_mup_rules_on_xudit():
     assert all(v["rule"] == "vector" for k, v in rules.items() if k.endswith("bias"))
 
 
+class _Three(nnx.Module):
+    def __init__(self, *, rngs):
+        part, init = nnx.with_partitioning, nnx.initializers.lecun_normal()
+        self.inp = nnx.Linear(4, 8, rngs=rngs, kernel_init=part(init, ("patch", "embed")))
+        self.up = nnx.Linear(8, 16, rngs=rngs, kernel_init=part(init, ("embed", "mlp")))
+        self.down = nnx.Linear(16, 8, rngs=rngs, kernel_init=part(init, ("mlp", "embed")))
+
+
 def test_optimizer_applies_per_parameter_lr():
-    cfg, params = _xut_params()
-    tcfg = TrainConfig(model=cfg, steps=100, warmup_steps=0, weight_decay=0.0, clip_norm=1e9)
-    real = jax.tree.map(lambda s: np.ones(s.shape, np.float32), params)
-    tx = make_optimizer(tcfg, real, cfg.dim)
-    grads = jax.tree.map(lambda p: np.full(p.shape, 1e-3, np.float32), real)
-    upd, _ = tx.update(grads, tx.init(real), real)
-    flat = dict(nnx.to_flat_state(upd))
+    with nnx.use_eager_sharding(False):
+        params = nnx.state(_Three(rngs=nnx.Rngs(0)), nnx.Param)
+    dim = 8
+    tcfg = TrainConfig(model=None, steps=100, warmup_steps=0, weight_decay=0.0, clip_norm=1e9)
+    tx = make_optimizer(tcfg, params, dim)
+    grads = jax.tree.map(lambda p: np.full(p.shape, 1e-3, np.float32), params)
+    upd, _ = tx.update(grads, tx.init(params), params)
     lr0 = tcfg.lr * float(schedule(tcfg)(0))
     # Adam's first step moves every entry by ~lr: so |update| = lr(t) / divisor
-    w_out = next(v for k, v in flat.items() if k[-1] == "kernel" and "w_out" in k)
-    np.testing.assert_allclose(np.abs(np.asarray(w_out.get_value())), lr0 / cfg.mlp_dim, rtol=1e-3)
-    patch = flat[("in_patch", "proj", "kernel")]
-    np.testing.assert_allclose(np.abs(np.asarray(patch.get_value())), lr0 / cfg.dim, rtol=1e-3)
-    assert reference_lr(tcfg, 0, cfg.dim) == pytest.approx(lr0 / cfg.dim)
+    expect = {"inp": lr0 / dim, "up": lr0 / 8, "down": lr0 / 16}  # input: base/D; hidden: base/fan_in
+    for name, lr in expect.items():
+        np.testing.assert_allclose(np.abs(np.asarray(upd[name]["kernel"].get_value())), lr, rtol=1e-3)
+        np.testing.assert_allclose(np.abs(np.asarray(upd[name]["bias"].get_value())), lr0 / dim, rtol=1e-3)
+    assert reference_lr(tcfg, 0, dim) == pytest.approx(lr0 / dim)
+    # mup=False: one rate for everything
+    tx_flat = make_optimizer(dataclasses.replace(tcfg, mup=False), params, dim)
+    upd_flat, _ = tx_flat.update(grads, tx_flat.init(params), params)
+    np.testing.assert_allclose(np.abs(np.asarray(upd_flat["down"]["kernel"].get_value())), lr0 / dim, rtol=1e-3)
 
 
 def test_schedule_warmup_then_cosine():
