@@ -64,11 +64,12 @@ class XUTConfig:
 
 
 PRESETS: dict[str, XUTConfig] = {
-    # CPU-sized: width 128 with 4 heads of 32 keeps every code path (pre/post blocks, two
-    # encoder/decoder levels, cross-attention, TREAD) while a training step on 8x8 latent
-    # tokens takes milliseconds; ctx 640 so it consumes the same Gemma-3 embeddings.
+    # CPU-sized: width 128 with 4 heads of 32 and xut-small's layout at depth 2 keeps every
+    # code path (pre/post blocks, two U levels, cross-attention then plain decoder blocks,
+    # TREAD) while a training step on 8x8 latent tokens takes tens of milliseconds; ctx 640
+    # so it consumes the same Gemma-3 embeddings.
     "xut-tiny": XUTConfig(
-        name="xut-tiny", dim=128, mlp_dim=384, head_dim=32, depth=2, enc_blocks=1, dec_blocks=1,
+        name="xut-tiny", dim=128, mlp_dim=384, head_dim=32, depth=2, enc_blocks=1, dec_blocks=2,
         pre_blocks=1, post_blocks=1, ctx_dim=640,
     ),
     "xut-small": XUTConfig(name="xut-small", dim=896, mlp_dim=3072, head_dim=64, depth=4, enc_blocks=1, dec_blocks=2, ctx_dim=640),

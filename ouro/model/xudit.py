@@ -68,6 +68,8 @@ class XUDiT(nnx.Module):
         (B, ctx_dim) -> v (B, H, W, C_out) float32. tread_rate (static) > 0 routes tokens
         with the PRNG key `rng` (per-sample random subsets)."""
         ctx = self._check(x, t, ctx)
+        if not 0.0 <= tread_rate < 1.0:
+            raise ValueError(f"XUDiT: tread_rate must be in [0, 1), got {tread_rate}")
         if tread_rate and rng is None:
             raise ValueError("XUDiT: tread_rate > 0 needs rng (a jax PRNG key)")
         b, height, width, _ = x.shape

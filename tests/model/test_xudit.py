@@ -33,16 +33,16 @@ def inputs(b, h, w, c=4, t_ctx=1, ctx_dim=640, seed=0):
 
 def perturb_zero_params(model, scale=0.02, seed=0):
     """Give zero-initialised weights (AdaLN/aspect last layers, biases) small random values
-    so every branch is live, as after a few training steps."""
+    so every branch is live, as after a few training steps. NumPy on the host: jitted or
+    eager JAX here would compile once per parameter shape."""
+    rng = np.random.default_rng(seed)
+    state = nnx.state(model, nnx.Param)
 
-    @jax.jit  # one program: eager per-leaf ops would compile once per parameter shape
-    def fill(state):
-        leaves, treedef = jax.tree.flatten(state)
-        keys = jax.random.split(jax.random.key(seed), len(leaves))
-        leaves = [jnp.where(jnp.all(a == 0), scale * jax.random.normal(k, a.shape), a) for a, k in zip(leaves, keys)]
-        return jax.tree.unflatten(treedef, leaves)
+    def fill(a):
+        a = np.asarray(a)
+        return jnp.asarray(scale * rng.standard_normal(a.shape, np.float32)) if not a.any() else a
 
-    nnx.update(model, fill(nnx.state(model, nnx.Param)))
+    nnx.update(model, jax.tree.map(fill, state))
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,8 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def live():
-    """xut-tiny with dec_blocks=2 (plain decoder blocks too) and no zero weights left."""
-    m = XUDiT(preset("xut-tiny", dec_blocks=2), rngs=nnx.Rngs(1))
+    """xut-tiny with no zero weights left (same shapes as `tiny`: no new init compiles)."""
+    m = XUDiT(preset("xut-tiny"), rngs=nnx.Rngs(1))
     perturb_zero_params(m)
     return m
 
@@ -70,8 +70,7 @@ def test_any_channel_count_patch_size_and_pooled_context():
     m = XUDiT(preset("xut-tiny", in_channels=3, out_channels=6, patch_size=1, ctx_dim=16), rngs=nnx.Rngs(0))
     x, t, ctx = inputs(2, 4, 6, c=3, ctx_dim=16)
     v = forward(m, x, t, ctx[:, 0])  # (B, ctx_dim): one pooled context token
-    assert v.shape == (2, 4, 6, 6)
-    np.testing.assert_allclose(v, forward(m, x, t, ctx), rtol=1e-6)
+    assert v.shape == (2, 4, 6, 6) and bool(jnp.all(jnp.isfinite(v)))
 
 
 def test_zero_init_parts(tiny):
@@ -80,7 +79,7 @@ def test_zero_init_parts(tiny):
     for m in tiny.shared_adaln(c):
         for a in m:
             np.testing.assert_array_equal(a, 0)
-    x, t, ctx = inputs(2, 8, 8)
+    x, t, ctx = inputs(3, 8, 12, t_ctx=4)  # same shapes as a shape test: compiled once
     v = forward(tiny, x, t, ctx)
     # final Linear ~ N(0, std 1/D^2): the initial prediction is tiny relative to a unit target
     assert 0 < float(jnp.std(v)) < 1e-2
@@ -129,21 +128,15 @@ def test_tread_bypassed_tokens_come_back_unchanged():
         assert not np.allclose(patches_v[i, keep[i]], patches_ref[i, keep[i]], atol=1e-7)
 
 
-def test_skip_per_level_differs_and_equals_last_at_depth_one():
-    x, t, ctx = inputs(2, 8, 8)
-    outs = {}
-    for depth in (1, 2):
-        last = XUDiT(preset("xut-tiny", depth=depth), rngs=nnx.Rngs(4))
-        perturb_zero_params(last)
-        per_level = XUDiT(preset("xut-tiny", depth=depth, skip="per_level"), rngs=nnx.Rngs(5))
-        nnx.update(per_level, nnx.state(last))  # same weights, only the wiring differs
-        outs[depth, "last"], outs[depth, "per_level"] = forward(last, x, t, ctx), forward(per_level, x, t, ctx)
-    np.testing.assert_allclose(outs[1, "last"], outs[1, "per_level"], rtol=1e-6)  # one level: same context
-    assert not np.allclose(outs[2, "last"], outs[2, "per_level"])
+def test_skip_per_level_reads_other_encoder_levels(live):
+    per_level = XUDiT(preset("xut-tiny", skip="per_level"), rngs=nnx.Rngs(5))
+    nnx.update(per_level, nnx.state(live))  # same weights, only the decoder's context wiring differs
+    x, t, ctx = inputs(2, 8, 8, t_ctx=2)
+    assert not np.allclose(forward(per_level, x, t, ctx), forward(live, x, t, ctx))
 
 
 def test_scan_equals_unrolled_loop(live):
-    loop = XUDiT(preset("xut-tiny", dec_blocks=2, scan=False), rngs=nnx.Rngs(9))
+    loop = XUDiT(preset("xut-tiny", scan=False), rngs=nnx.Rngs(9))
     nnx.update(loop, nnx.state(live))
     x, t, ctx = inputs(2, 8, 8, t_ctx=2)
     np.testing.assert_allclose(forward(loop, x, t, ctx), forward(live, x, t, ctx), rtol=1e-5, atol=1e-6)
@@ -167,7 +160,7 @@ def test_gradients_reach_every_parameter(live):
 
 
 def test_bfloat16_compute_within_tolerance_of_float32(live):
-    bf = XUDiT(preset("xut-tiny", dec_blocks=2, dtype="bfloat16"), rngs=nnx.Rngs(9))
+    bf = XUDiT(preset("xut-tiny", dtype="bfloat16"), rngs=nnx.Rngs(9))
     nnx.update(bf, nnx.state(live))
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(nnx.state(bf, nnx.Param)))
     x, t, ctx = inputs(2, 8, 8, t_ctx=2)

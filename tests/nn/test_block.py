@@ -94,8 +94,8 @@ def test_shared_adaln_zero_at_init_and_three_mlps():
 
 
 def test_zero_modulation_branch_is_fully_on_not_adaln_zero():
-    d = 16
-    blk = TransformerBlock(d, 8, 32, rngs=nnx.Rngs(0))
+    d = 32
+    blk = TransformerBlock(d, 8, 48, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (1, 4, d))
     zero = tuple(jnp.zeros((1, d)) for _ in range(3))
     out = blk(x, jnp.zeros((1, 4, 2)), Modulation(zero, zero, zero))

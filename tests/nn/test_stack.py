@@ -11,8 +11,8 @@ from ouro.model.backbone import TBackBone
 
 
 def test_scan_equals_unrolled_loop_and_layers_differ():
-    d = 16
-    bb = TBackBone(d, 8, 32, 3, rngs=nnx.Rngs(0))
+    d = 32  # same sizes as test_block / the collect test below: init compiles are shared
+    bb = TBackBone(d, 8, 48, 3, rngs=nnx.Rngs(0))
     assert num_layers(bb.blocks) == 3
     k = bb.blocks.attn.qkv.kernel
     assert k.shape == (3, d, 3 * d)
@@ -33,11 +33,11 @@ def test_scan_equals_unrolled_loop_and_layers_differ():
 
 
 def test_scan_collect_returns_every_layer_output():
-    bb = TBackBone(8, 4, 16, 2, rngs=nnx.Rngs(1))
-    x = jnp.ones((1, 3, 8))
-    mod = Modulation(*[(jnp.zeros((1, 8)),) * 3] * 3)
+    bb = TBackBone(32, 8, 48, 3, rngs=nnx.Rngs(1))
+    x = jnp.ones((1, 3, 32))
+    mod = Modulation(*[(jnp.zeros((1, 32)),) * 3] * 3)
     pos = jnp.zeros((1, 3, 2))
     out, ys = scan_layers(bb.blocks, x, lambda blk, h, _: blk(h, pos, mod), collect=True)
-    assert ys.shape == (2, 1, 3, 8)
+    assert ys.shape == (3, 1, 3, 32)
     np.testing.assert_allclose(ys[-1], out)
     np.testing.assert_allclose(ys[0], layer(bb.blocks, 0)(x, pos, mod), rtol=1e-5, atol=1e-6)
