@@ -122,10 +122,9 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
             if step % cfg.log_every == 0 or boundary:
                 last = log_row(step, time.perf_counter() - t_window)  # checks finiteness first
                 t_window = time.perf_counter()
-                if bar is not None:
+                if bar is not None:  # updated after the sync only: dispatch runs ahead of compute
                     bar.set_postfix(loss=f"{last['loss']:.4f}")
-            if bar is not None:
-                bar.update(1)
+                    bar.update(step - bar.n)
             if boundary:
                 save(step)
             if preempt:
