@@ -143,9 +143,20 @@ def run_analysis(out_dir: str | os.PathLike, *, smoke: bool = False, pooling: st
     result["figures"]["dogs"] = plots.dog_cluster(emb, short, groups, out / "dog_breeds.png")
     path = out / "embedding_stats.json"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
+    tmp.write_text(json.dumps(_finite(result), indent=2, allow_nan=False))
     tmp.replace(path)
     return result
+
+
+def _finite(obj):
+    """NaN/inf -> None so embedding_stats.json is strict JSON (undefined ratios become null)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def summary_table(result: dict) -> str:

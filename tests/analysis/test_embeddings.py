@@ -114,3 +114,13 @@ def test_figures_and_table_from_synthetic_embeddings(tmp_path):
     for p in paths:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_stats_json_is_strict():
+    import json
+
+    from ouro.analysis.embeddings import _finite
+
+    doc = _finite({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
+    assert doc == {"a": None, "b": [1.0, None], "c": {"d": 2}}
+    json.dumps(doc, allow_nan=False)
