@@ -3,6 +3,7 @@ and prediction band. Kept apart from the fitting so the maths imports no matplot
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +41,8 @@ def plot_fits(fits: Sequence, path: str | Path, *, extrapolate: float = 10.0, ti
     ax.set_xlabel("training FLOPs" if x_label == "flops" else x_label)
     ax.set_ylabel("loss")
     level = int(round(100 * fits[0].level)) if fits else 95
-    ax.set_title(title or f"{fits[0].form.formula if fits else ''}  (band: {level}% bootstrap prediction)", fontsize=9)
+    formula = re.sub(r"\bx\b", "FLOPs" if x_label == "flops" else x_label, fits[0].form.formula) if fits else ""
+    ax.set_title(title or f"{formula}  (band: {level}% bootstrap prediction)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
