@@ -102,6 +102,17 @@ def discover(outputs: Path) -> list[RunDir]:
         for d in dirs:
             name = d.relative_to(base).as_posix()
             runs.append(RunDir(name, d, _read_json(d / "run.json") or {}, f"outputs/runs/{name}"))
+    # `ouro run -p out_dir X` leaves run.json in outputs/runs/<name> and the artefacts in X:
+    # give X the record, so its sections still name the notebook and commit.
+    by_out = {}
+    for r in runs:
+        out_dir = (r.record.get("parameters") or {}).get("out_dir")
+        if out_dir:
+            p = Path(out_dir)
+            by_out[(p if p.is_absolute() else outputs.parent / p).resolve()] = r.record
+    for r in runs:
+        if not r.record and r.path.resolve() in by_out:
+            r.record = by_out[r.path.resolve()]
     return runs
 
 

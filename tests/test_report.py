@@ -56,6 +56,15 @@ def tree(tmp_path):
         "results": [{"cfg_scale": 3.0, "grid": "samples_cfg3.png", "accuracy": 0.93, "frechet": 4.25, "accuracy_per_class": {"0": 1.0}}]}))
     _run_json(smp, "sampling.py", "completed")
 
+    # run.json in outputs/runs/emb-byhand, artefacts in outputs/emb-out (ouro run -p out_dir ...)
+    (out / "emb-out").mkdir()
+    (out / "emb-out" / "embedding_stats.json").write_text(json.dumps({"n_texts": 7}))
+    (out / "runs" / "emb-byhand").mkdir()
+    _run_json(out / "runs" / "emb-byhand", "embedding_analysis.py", "completed")
+    rec = json.loads((out / "runs" / "emb-byhand" / "run.json").read_text())
+    rec["parameters"] = {"out_dir": "outputs/emb-out"}
+    (out / "runs" / "emb-byhand" / "run.json").write_text(json.dumps(rec))
+
     bad = out / "runs" / "broken"
     bad.mkdir()
     _run_json(bad, "training.py", "failed", error={"cell_index": 4, "execution_count": 3, "ename": "ValueError", "evalue": "lr must be > 0"})
@@ -98,6 +107,7 @@ def test_report_contents(tree):
     # embeddings: generic table of the stats JSON + figures
     emb = _section(text, "Embedding analysis")
     assert "0.3141" in emb and "| dogs | 0.61 | 0.22 |" in emb
+    assert "From run `emb-out` (`outputs/emb-out`, `embedding_analysis.py` via `ouro run`, commit `abcdef1234`)" in emb
     # failed runs are listed with the failing cell
     runs = _section(text, "Runs")
     assert "| `broken` | `training.py` | failed |" in runs and "cell 4: ValueError: lr must be > 0" in runs
