@@ -63,6 +63,8 @@ def run() -> dict:
         warm = time.perf_counter() - t0
         padded = _padded_tokens(encoder, texts, bs)
         flops = 2 * non_embedding * padded / warm
+        # Re-measured next to each run: on a shared machine the load changes minute to minute.
+        ref = reference_matmul_flops()
         result["runs"].append({
             "batch_size": bs,
             "cold_s": round(cold, 2),
@@ -71,10 +73,11 @@ def run() -> dict:
             "texts_per_s_warm": round(len(texts) / warm, 1),
             "padded_tokens": padded,
             "model_flops_per_s": flops,
-            "ratio_to_reference_matmul": round(flops / result["reference_matmul_flops"], 3),
+            "reference_matmul_flops": ref,
+            "ratio_to_reference_matmul": round(flops / ref, 3),
         })
         print(f"[bench text] batch {bs}: cold {cold:.1f} s, warm {warm:.1f} s", flush=True)
-    best = min(result["runs"], key=lambda r: r["cold_s"])
-    result["imagenet_1000_names_s_cold_best"] = best["cold_s"]
-    result["meets_20s_aim_cold"] = best["cold_s"] < 20.0
+    result["imagenet_1000_names_s_cold_best"] = min(r["cold_s"] for r in result["runs"])
+    result["imagenet_1000_names_s_warm_best"] = min(r["warm_s"] for r in result["runs"])
+    result["meets_20s_aim_cold"] = result["imagenet_1000_names_s_cold_best"] < 20.0
     return result
