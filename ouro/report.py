@@ -148,7 +148,7 @@ class Figures:
 
 
 def section_runs(runs: list[RunDir]) -> str:
-    recorded = [r for r in runs if r.record]
+    recorded = [r for r in runs if r.record and (r.path / "run.json").exists()]  # not inherited records
     if not recorded:
         return "## Runs\n\n" + _not_yet("no `ouro run` record (run.json) under outputs/runs/", "ouro run notebooks/<name>.py")
     rows = []
