@@ -152,3 +152,12 @@ def test_project_path(tmp_path, monkeypatch):
     assert run.project_path("outputs/demo") == str(tmp_path / "outputs" / "demo")
     assert run.project_path("/abs/x") == "/abs/x"
     assert run.project_path("gs://bucket/ckpt") == "gs://bucket/ckpt"
+
+
+def test_cli_dispatches_pod_run_to_pod_main(capsys):
+    from ouro import cli
+
+    assert cli.main(["pod-run", "notebooks/sampling.py", "--tpu", "t", "--zone", "z", "--project", "p"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gcloud compute tpus tpu-vm ssh t --zone=z --project=p --worker=all ")
+    assert "ouro run notebooks/sampling.py --run-name sampling-" in out

@@ -142,3 +142,20 @@ def test_compare_forms_prefers_the_true_form():
     y = noisy(0)
     rows = {r["form"]: r for r in scaling.compare_forms(scaling.make_curve("p", STEPS, y))}
     assert rows["power"]["delta_aic"] < 4 and rows["power_zero"]["delta_aic"] > 10
+
+
+def test_default_discovery_and_nothing_to_fit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OURO_ROOT", str(tmp_path))
+    assert scaling.main(["--out", str(tmp_path / "fits")]) == 2  # nothing under outputs/
+    assert "no loss CSVs" in capsys.readouterr().err
+    scaling.synthetic_curve(tmp_path / "outputs" / "runs" / "a" / "loss.csv", seed=1)
+    scaling.synthetic_curve(tmp_path / "outputs" / "demo" / "loss.csv", seed=2)
+    (tmp_path / "outputs" / "runs" / "a" / "nested").mkdir()
+    assert [p.relative_to(tmp_path).as_posix() for p in scaling.find_loss_csvs()] == \
+        ["outputs/runs/a/loss.csv", "outputs/demo/loss.csv"]
+    assert scaling.find_loss_csvs(["outputs/demo/loss.csv"]) == [tmp_path / "outputs" / "demo" / "loss.csv"]
+    bad = tmp_path / "only-bad.csv"
+    bad.write_text("step,loss\n1,1\n2,0.5\n")
+    assert scaling.main([str(bad), "--out", str(tmp_path / "fits")]) == 1  # written, but nothing fit
+    doc = json.loads((tmp_path / "fits" / "scaling_fits.json").read_text())
+    assert doc["runs"] == [] and "needs at least" in doc["skipped"][0]["reason"]
