@@ -41,7 +41,8 @@ def demo(batch: int = 8) -> dict:
     from ouro.model.xudit import XUDiT
 
     t0 = time.perf_counter()
-    small = XUDiT(preset("xut-small"), rngs=nnx.Rngs(0))
+    # one jitted init program: faster on CPU than ~80 eagerly compiled initialiser ops
+    small = nnx.jit(lambda: XUDiT(preset("xut-small"), rngs=nnx.Rngs(0)))()
     n_small = materialised_params(small)
     print(f"xut-small built in {time.perf_counter() - t0:.1f}s: {n_small:,} parameters materialised "
           f"(config says {param_count(small.config):,})")
