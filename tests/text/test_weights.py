@@ -91,3 +91,28 @@ def test_cache_root_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("OURO_CACHE", str(tmp_path))
     assert cache_root() == tmp_path
     assert cache_root("/elsewhere").as_posix() == "/elsewhere"
+
+
+@pytest.mark.gemma
+@pytest.mark.slow
+def test_spec_facts_hold_in_the_real_gguf_metadata(real_meta):
+    """SPEC.md's Gemma-3 facts, re-read from the GGUF itself (the reader takes ~15 s)."""
+    import gguf
+
+    from ouro.text.gguf_weights import read_metadata
+    from ouro.text.tokenizer import BYTE, CONTROL, USER_DEFINED
+
+    reader = gguf.GGUFReader(str(real_meta["root"] + "/" + real_meta["source"]))
+    meta = read_metadata(reader)
+    check_against_gguf(GemmaConfig(), meta, "gguf")
+    assert meta["tokenizer.ggml.add_bos_token"] is True and meta["tokenizer.ggml.add_space_prefix"] is False
+    n_params = sum(int(t.n_elements) for t in reader.tensors)
+    assert n_params == 268_098_176
+    # Six norms per layer (pre/post attention, pre/post FFN, q, k) + the final one. (That their
+    # weights include Gemma's +1 is shown by the coherent greedy decode, not by their values.)
+    norms = [t for t in reader.tensors if t.name.endswith("norm.weight")]
+    assert len(norms) == 1 + 18 * 6
+    types = reader.fields["tokenizer.ggml.token_type"]
+    first = [int(types.parts[i][0]) for i in types.data[:8]]
+    assert first[:5] == [CONTROL] * 5  # <pad> <eos> <bos> <unk> <mask>: <unk> is CONTROL here, UNKNOWN in our model
+    assert USER_DEFINED in first and BYTE not in first
