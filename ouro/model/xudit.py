@@ -62,11 +62,20 @@ class XUDiT(nnx.Module):
         return ctx
 
     def __call__(
-        self, x: jax.Array, t: jax.Array, ctx: jax.Array, *, tread_rate: float = 0.0, rng: jax.Array | None = None
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        ctx: jax.Array,
+        *,
+        tread_rate: float = 0.0,
+        rng: jax.Array | None = None,
+        positions: jax.Array | None = None,
     ) -> jax.Array:
         """x (B, H, W, C_in) NHWC, t (B,) in [0, 1] (1 = noise), ctx (B, T_ctx, ctx_dim) or
         (B, ctx_dim) -> v (B, H, W, C_out) float32. tread_rate (static) > 0 routes tokens
-        with the PRNG key `rng` (per-sample random subsets)."""
+        with the PRNG key `rng` (per-sample random subsets). `positions` ((L, 2) or (B, L, 2)
+        [y, x] per image token, default: the full-image grid of axial_positions) lets random
+        crops keep their place in the uncropped image (rope.cropped_positions)."""
         ctx = self._check(x, t, ctx)
         if not 0.0 <= tread_rate < 1.0:
             raise ValueError(f"XUDiT: tread_rate must be in [0, 1), got {tread_rate}")
@@ -86,8 +95,12 @@ class XUDiT(nnx.Module):
         img_bld = self.in_patch(x)
         ctx_btd = self.ctx_proj(ctx.astype(self.ctx_proj.dtype)).astype(jnp.float32)
         x_bnd = jnp.concatenate([img_bld, ctx_btd], axis=1)  # (B, L+T, D)
-        pos_n2 = jnp.concatenate([jnp.asarray(axial_positions(h, w)), jnp.zeros((num_ctx, 2), jnp.float32)])
-        pos_bn2 = jnp.broadcast_to(pos_n2, (b,) + pos_n2.shape)  # (B, L+T, 2)
+        if positions is None:
+            positions = jnp.asarray(axial_positions(h, w))
+        if positions.shape[-2:] != (num_img, 2) or positions.ndim not in (2, 3):
+            raise ValueError(f"XUDiT: positions must be (L, 2) or (B, L, 2) with L = {num_img}, got {positions.shape}")
+        img_pos = jnp.broadcast_to(positions.astype(jnp.float32), (b, num_img, 2))
+        pos_bn2 = jnp.concatenate([img_pos, jnp.zeros((b, num_ctx, 2), jnp.float32)], axis=1)  # (B, L+T, 2)
 
         x_bnd = self.prev_tread_trns(x_bnd, pos_bn2, mod)
         if tread_rate:

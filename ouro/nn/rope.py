@@ -42,6 +42,17 @@ def axial_positions(height: int, width: int) -> np.ndarray:
     return grid_hw2.reshape(height * width, 2).astype(np.float32)
 
 
+def cropped_positions(full_h: int, full_w: int, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Positions of a height x width token crop at (top, left) of a full_h x full_w grid:
+    a random crop keeps the positions it had in the full image (HDM make_cropped_pos)."""
+    if top < 0 or left < 0 or top + height > full_h or left + width > full_w:
+        raise ValueError(
+            f"cropped_positions: crop {height}x{width} at ({top}, {left}) does not fit in {full_h}x{full_w}"
+        )
+    grid = axial_positions(full_h, full_w).reshape(full_h, full_w, 2)
+    return np.ascontiguousarray(grid[top : top + height, left : left + width]).reshape(height * width, 2)
+
+
 def init_log_freqs(heads: int, head_dim: int) -> np.ndarray:
     if head_dim % 4:
         raise ValueError(f"AxialRoPE: head_dim must be a multiple of 4 (two axes x pairs), got {head_dim}")

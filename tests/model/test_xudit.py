@@ -73,6 +73,18 @@ def test_any_channel_count_patch_size_and_pooled_context():
     assert v.shape == (2, 4, 6, 6) and bool(jnp.all(jnp.isfinite(v)))
 
 
+def test_explicit_positions_default_and_crop(live):
+    from ouro.nn.rope import axial_positions, cropped_positions
+
+    x, t, ctx = inputs(2, 8, 8, t_ctx=2)
+    run = nnx.jit(lambda m, x, pos: m(x, t, ctx, positions=pos))
+    np.testing.assert_allclose(run(live, x, jnp.asarray(axial_positions(4, 4))), forward(live, x, t, ctx), rtol=1e-6)
+    crop = jnp.asarray(cropped_positions(8, 8, 2, 0, 4, 4))  # a 4x4-token crop of an 8x8-token image
+    assert not np.allclose(run(live, x, crop), forward(live, x, t, ctx))
+    with pytest.raises(ValueError, match="positions must be"):
+        live(x, t, ctx, positions=jnp.zeros((15, 2)))
+
+
 def test_zero_init_parts(tiny):
     c = jax.random.normal(jax.random.key(0), (3, 128))
     np.testing.assert_array_equal(tiny.aspect_emb(jnp.log(jnp.array([0.5, 1.0, 2.0]))), 0)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ouro.nn.rope import AxialRoPE, axial_positions, init_log_freqs, rotate
+from ouro.nn.rope import AxialRoPE, axial_positions, cropped_positions, init_log_freqs, rotate
 
 
 def _rand(shape, seed):
@@ -81,3 +81,10 @@ def test_scores_depend_only_on_relative_position():
     s = jnp.sum(rope(q, p1) * rope(k, p2), -1)
     s_shifted = jnp.sum(rope(q, p1 + shift) * rope(k, p2 + shift), -1)
     np.testing.assert_allclose(s, s_shifted, rtol=1e-4, atol=1e-5)
+
+
+def test_cropped_positions_are_the_crop_of_the_full_grid():
+    full = axial_positions(6, 8).reshape(6, 8, 2)
+    np.testing.assert_array_equal(cropped_positions(6, 8, 1, 2, 4, 5).reshape(4, 5, 2), full[1:5, 2:7])
+    with pytest.raises(ValueError, match="does not fit"):
+        cropped_positions(6, 8, 3, 0, 4, 4)
