@@ -47,7 +47,12 @@ class Checkpointer:
     """Thin wrapper over ocp.CheckpointManager for our (state, meta) pair."""
 
     def __init__(self, directory: str | Path, *, keep: int = 3):
-        self.directory = Path(directory).absolute()
+        if str(directory).startswith("gs://"):  # cloud storage: Orbax takes an epath
+            from etils import epath
+
+            self.directory = epath.Path(str(directory))
+        else:
+            self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),

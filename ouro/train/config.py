@@ -48,6 +48,7 @@ class TrainConfig:
     sample: SampleConfig = SampleConfig()
     name: str = "run"
     out_dir: str = "outputs/run"  # loss.csv, metrics.json, samples.png, config.json, checkpoints/
+    ckpt_dir: str = ""  # "" = out_dir/checkpoints; any local path or gs://bucket/dir (pods)
     seed: int = 0  # parameters, data order, noise: one seed makes the run reproducible
     steps: int = 1000  # total optimizer steps
     batch_size: int = 128  # global batch, split over all devices

@@ -65,7 +65,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         write_json(out / "config.json", config_json)
 
     # -- restore or init ---------------------------------------------------------------
-    ckpt = Checkpointer(out / "checkpoints", keep=cfg.keep_ckpts)
+    ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts)
     resumed_from = ckpt.latest_step()
     if resumed_from is not None:
         state, meta = ckpt.restore(trainer.abstract_state, trainer.state_shardings)

@@ -143,7 +143,7 @@ def load_for_sampling(run_dir: str | Path, *, step: int | None = None, use_ema: 
     cfg = from_dict(json.loads(path.read_text())["train"])
     mesh = shd.make_mesh(devices=jax.devices()[:1])
     trainer = build_trainer(cfg, mesh, make_model)
-    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_ckpts)
+    ckpt = Checkpointer(cfg.ckpt_dir or run_dir / "checkpoints", keep=cfg.keep_ckpts)
     state, _ = ckpt.restore(trainer.abstract_state, trainer.state_shardings, step)
     ckpt.close()
     class_ctx = None

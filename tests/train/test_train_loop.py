@@ -76,11 +76,13 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(toy, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
     toy_cfg, make = toy
-    cfg = _cfg(toy_cfg, tmp_path, lr=1e30, ckpt_every=1, warmup_steps=0)
+    cfg = _cfg(toy_cfg, tmp_path, lr=1e30, ckpt_every=1, warmup_steps=0,
+               ckpt_dir=str(tmp_path / "elsewhere"))  # checkpoints outside out_dir
     with pytest.raises(NonFiniteLoss, match=r"at step \d+") as err:
         train(cfg, make)
     bad = int(str(err.value).split("at step ")[1].split()[0])
-    ck = Checkpointer(tmp_path / "checkpoints")
+    assert not (tmp_path / "checkpoints").exists()
+    ck = Checkpointer(tmp_path / "elsewhere")
     assert ck.latest_step() == bad - 1
     trainer = build_trainer(cfg, shd.make_mesh(devices=jax.devices()[:1]), make)
     state, meta = ck.restore(trainer.abstract_state, trainer.state_shardings)
