@@ -4,7 +4,17 @@ patchify -> concat context -> pre-blocks (full sequence) -> TREAD drop -> XUT en
 XUT decoder -> TREAD merge -> post-blocks (full sequence) -> drop context tokens ->
 final Linear -> unpatchify. Attribute names follow HDM's state dict (in_patch, time_emb,
 shared_adaln_*, ctx_proj, prev_tread_trns, backbone, post_tread_trns, out_patch) so loading
-its checkpoints is a name mapping (plus stacking of per-layer weights).
+its checkpoints is a name mapping (plus stacking of per-layer weights):
+
+    HDM (torch)                              ouro (stacked on leading "layers" axes)
+    backbone.enc_blocks[i][j].*              backbone.enc_blocks.blocks.*[i, j]
+    backbone.dec_blocks[i][0].*              backbone.dec_blocks.first.*[i]
+    backbone.dec_blocks[i][j>0].*            backbone.dec_blocks.rest.blocks.*[i, j-1]
+    {prev,post}_tread_trns.blocks[j].*       {prev,post}_tread_trns.blocks.*[j]
+    shared_adaln_{attn,xattn,ffw}.{0,1,3}    shared_adaln.{attn,xattn,ffw}.{norm,fc1,fc2}
+    addon_info_embs_proj.{0,2}               aspect_emb.{fc1,fc2}
+    Linear weight (out, in)                  kernel (in, out)
+    in_patch Conv weight (D, C, p, p)        in_patch.proj.kernel (p*p*C, D): permute (2, 3, 1, 0)
 """
 
 from __future__ import annotations
