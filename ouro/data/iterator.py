@@ -54,7 +54,10 @@ class EpochIterator:
         if self.index >= self.steps_per_epoch:
             self.epoch, self.index = self.epoch + 1, 0
         perm = self._permutation(self.epoch)
-        start = self.index * self.global_batch + self.process_index * self.local_batch
-        rows = np.sort(perm[start:start + self.local_batch])  # sorted: faster gathers
+        start = self.index * self.global_batch
+        # sort the GLOBAL batch (faster gathers), then slice: row order, and so every per-sample
+        # random draw of the step, is the same whatever the number of hosts
+        rows = np.sort(perm[start:start + self.global_batch])
+        rows = rows[self.process_index * self.local_batch:(self.process_index + 1) * self.local_batch]
         self.index += 1
         return {k: v[rows] for k, v in self.arrays.items()}
