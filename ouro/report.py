@@ -240,6 +240,8 @@ def section_training(runs: list[RunDir], figs: Figures) -> str:
         if (r.path / "metrics.json").exists():
             m = _read_json(r.path / "metrics.json")
             parts.append("Metrics (`metrics.json`):\n\n" + (render_json_table(m) if m is not None else "unreadable"))
+        if (r.path / "sweep.md").exists():  # `ouro sweep`: sampler steps x CFG scale, already Markdown
+            parts.append("Sampler sweep (`sweep.md`, from `ouro sweep`):\n\n" + (r.path / "sweep.md").read_text().strip())
         if (r.path / "loss.png").exists():
             parts.append(figs.add(r, r.path / "loss.png", f"{r.name}: loss"))
     return "\n\n".join(parts)

@@ -33,6 +33,7 @@ def tree(tmp_path):
     _loss_csv(demo / "loss.csv")
     (demo / "metrics.json").write_text(json.dumps({"fid_proxy": 12.5, "classifier_accuracy": 0.875, "git_commit": SHA_DEMO}))
     (demo / "samples.png").write_bytes(PNG)
+    (demo / "sweep.md").write_text("| steps | CFG | accuracy |\n|---:|---:|---:|\n| 4 | 3 | 0.975 |\n")
     (demo / "checkpoints" / "step_10").mkdir(parents=True)
     (demo / "checkpoints" / "step_10" / "metrics.json").write_text("{}")  # not a run of its own
 
@@ -97,6 +98,7 @@ def test_report_contents(tree):
     # training: numbers read from loss.csv and metrics.json, with provenance
     train = _section(text, "Training runs")
     assert "### `demo`" in train and "0.4321" in train and "250" in train and "0.15" in train  # 250*6e8 = 0.15 TFLOP/s
+    assert "Sampler sweep" in train and "| 4 | 3 | 0.975 |" in train
     assert "12.5" in train and "0.875" in train and f"commit `{SHA_DEMO[:10]}`" in train
     assert "Not yet run" in train and "notebooks/training.py" in train  # no notebook training run
     assert "scaling-1" not in train and "checkpoints" not in text
