@@ -179,7 +179,7 @@ def test_bfloat16_compute_within_tolerance_of_float32(live):
     v32, v16 = forward(live, x, t, ctx), forward(bf, x, t, ctx)
     assert v16.dtype == jnp.float32
     rel = float(jnp.linalg.norm(v16 - v32) / jnp.linalg.norm(v32))
-    assert rel < 0.03, f"bf16 relative error {rel:.4f} (tolerance 3%)"
+    assert rel < 0.01, f"bf16 relative error {rel:.4f} (tolerance 1%; measured ~0.16%)"
 
 
 def test_bad_inputs_raise_naming_the_problem(tiny):
