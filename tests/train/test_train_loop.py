@@ -96,3 +96,22 @@ def test_stop_flag_turns_sigterm_into_a_flag():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop and stop.signal == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_ema_update_and_step_counter(toy):
+    toy_cfg, make = toy
+    cfg = _cfg(toy_cfg, "/tmp/unused", ema_decay=0.999, warmup_steps=0)  # lr > 0 at step 0
+    mesh = shd.make_mesh(devices=jax.devices()[:1])
+    trainer = build_trainer(cfg, mesh, make)
+    state = trainer.make_state()
+    init = jax.device_get(state["params"])
+    rng = np.random.default_rng(1)
+    b = {"x": rng.normal(size=(16, 4, 4, 1)).astype(np.float32),
+         "ctx": rng.normal(size=(16, 1, 640)).astype(np.float32)}
+    state = trainer.step(state, shd.global_batch(b, mesh))  # donates the old state
+    assert int(state["step"]) == 1
+    p, e = jax.device_get(state["params"]), jax.device_get(state["ema"])
+    # first step: decay = min(0.999, (1 + 0) / (10 + 0)) = 0.1 (fast early EMA)
+    for a, b_, c in zip(jax.tree.leaves(init), jax.tree.leaves(p), jax.tree.leaves(e)):
+        np.testing.assert_allclose(c, 0.1 * a + 0.9 * b_, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(jax.tree.leaves(init)[1], jax.tree.leaves(p)[1])
