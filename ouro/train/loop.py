@@ -148,12 +148,15 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"),
     }
     # wall time summed over every invocation of this run (resumes included)
-    prev_total = 0.0
+    prev: dict[str, Any] = {}
     if resumed_from is not None and (out / "metrics.json").exists():
         import json
 
-        prev_total = float(json.loads((out / "metrics.json").read_text()).get("wall_s_total", 0.0))
-    summary["wall_s_total"] = prev_total + summary["wall_s"]
+        prev = json.loads((out / "metrics.json").read_text())
+        if not last["loss_t_bins"]:  # nothing logged by this call: keep the last known values
+            summary["loss_t_bins"] = prev.get("loss_t_bins", [])
+            summary["images_per_s"] = prev.get("images_per_s", summary["images_per_s"])
+    summary["wall_s_total"] = float(prev.get("wall_s_total", 0.0)) + summary["wall_s"]
     if summary["finished"] and cfg.eval_samples and info["kind"] == "digits":
         from ouro.train.sample import evaluate_run
 
