@@ -2,7 +2,8 @@
 
 A checkpoint holds `state` (params, optimizer, EMA, step, RNG, metric sums: restored
 directly into the run's shardings) and `meta` (data-iterator position, config, epoch).
-The last K step checkpoints are kept. SIGTERM / SIGINT (TPU preemption, Ctrl-C) only set a
+The last K step checkpoints are kept, and every epoch-end checkpoint (a step that is a
+multiple of `keep_every`) is kept for good, as the Ouroboros runs do. SIGTERM / SIGINT (TPU preemption, Ctrl-C) only set a
 flag; the loop saves at the next step boundary and exits cleanly.
 """
 
@@ -46,16 +47,20 @@ def unflatten(template: Any, flat: dict[str, Any]) -> Any:
 class Checkpointer:
     """Thin wrapper over ocp.CheckpointManager for our (state, meta) pair."""
 
-    def __init__(self, directory: str | Path, *, keep: int = 3):
+    def __init__(self, directory: str | Path, *, keep: int = 3, keep_every: int | None = None):
         if str(directory).startswith("gs://"):  # cloud storage: Orbax takes an epath
             from etils import epath
 
             self.directory = epath.Path(str(directory))
         else:
             self.directory = Path(directory).absolute()
+        policies = [ocp.checkpoint_managers.LatestN(n=keep)]
+        if keep_every:  # epoch ends: never garbage-collected
+            policies.append(ocp.checkpoint_managers.EveryNSteps(interval_steps=keep_every))
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            options=ocp.CheckpointManagerOptions(
+                create=True, preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies)),
         )
 
     def latest_step(self) -> int | None:

@@ -67,7 +67,7 @@ class TrainConfig:
     t_schedule: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 / HDM
     log_every: int = 50  # host sync + CSV row every N steps (not every step)
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
-    keep_ckpts: int = 3  # keep the last K step checkpoints
+    keep_ckpts: int = 3  # keep the last K step checkpoints (epoch-end ones are always kept)
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network

@@ -65,7 +65,8 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         write_json(out / "config.json", config_json)
 
     # -- restore or init ---------------------------------------------------------------
-    ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts)
+    ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts,
+                        keep_every=data.steps_per_epoch)
     resumed_from = ckpt.latest_step()
     if resumed_from is not None:
         state, meta = ckpt.restore(trainer.abstract_state, trainer.state_shardings)
@@ -118,7 +119,8 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
             state = trainer.step(state, batch)
             step += 1
             preempt = bool(stop) or (stop_after is not None and step >= stop_after)
-            boundary = step % cfg.ckpt_every == 0 or step == cfg.steps or preempt
+            epoch_end = step % steps_per_epoch == 0
+            boundary = step % cfg.ckpt_every == 0 or epoch_end or step == cfg.steps or preempt
             if step % cfg.log_every == 0 or boundary:
                 last = log_row(step, time.perf_counter() - t_window)  # checks finiteness first
                 t_window = time.perf_counter()

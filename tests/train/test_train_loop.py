@@ -115,3 +115,33 @@ def test_ema_update_and_step_counter(toy):
     for a, b_, c in zip(jax.tree.leaves(init), jax.tree.leaves(p), jax.tree.leaves(e)):
         np.testing.assert_allclose(c, 0.1 * a + 0.9 * b_, rtol=1e-5, atol=1e-7)
     assert not np.allclose(jax.tree.leaves(init)[1], jax.tree.leaves(p)[1])
+
+
+def test_checkpointer_keeps_last_k_and_every_epoch_end(tmp_path):
+    ck = Checkpointer(tmp_path / "c", keep=2, keep_every=5)
+    state = {"w": np.arange(3.0, dtype=np.float32)}
+    for step in range(1, 13):
+        ck.save(step, {"w": state["w"] + step}, {"step": step})
+    ck.wait()
+    assert ck.all_steps() == [5, 10, 11, 12]
+    restored, meta = ck.restore(jax.eval_shape(lambda: state), {"w": None}, step=5)
+    np.testing.assert_array_equal(np.asarray(restored["w"]), state["w"] + 5)
+    assert meta == {"step": 5}
+    ck.close()
+
+
+def test_training_saves_and_keeps_epoch_end_checkpoints(toy, tmp_path):
+    toy_cfg, make = toy
+    from ouro.train.inputs import make_input
+
+    cfg = _cfg(toy_cfg, tmp_path, batch_size=256, ckpt_every=1000, keep_ckpts=1, log_every=1000)
+    spe = make_input(cfg)[0].steps_per_epoch
+    assert 1 < spe < 20  # the digits train split at batch 256
+    cfg = dataclasses.replace(cfg, steps=spe + 2)
+    out = train(cfg, make)
+    assert out["finished"]
+    # the epoch end survives keep_ckpts=1 beside the final checkpoint
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == [spe, spe + 2]
+    rows = read_csv(tmp_path / "loss.csv")
+    assert [r["global_step"] for r in rows] == [spe, spe + 2]
+    assert [r["epoch"] for r in rows] == [1, 1]
