@@ -45,7 +45,9 @@ def heatmap(emb, buggy, groups: Sequence[str], order: Sequence[str], path: Path)
     fig, axes = plt.subplots(1, 2, figsize=(15, 7))
     for ax, e, title in ((axes[0], emb, "class names"), (axes[1], buggy, '"class_i" placeholders (bug)')):
         sims = cosine_matrix(e)[np.ix_(perm, perm)]
-        im = ax.imshow(sims, cmap="viridis", vmin=np.percentile(sims, 1), vmax=1.0, interpolation="nearest")
+        # 1000x1000 pixels into a ~700 px panel: antialiased resampling shows the block
+        # structure and keeps the PNG small (nearest gave 1.2 MB of aliasing noise)
+        im = ax.imshow(sims, cmap="viridis", vmin=np.percentile(sims, 1), vmax=1.0, interpolation="antialiased")
         for b in bounds:
             ax.axhline(b - 0.5, color="w", lw=0.4)
             ax.axvline(b - 0.5, color="w", lw=0.4)
