@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,18 @@ class WandB:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run = wandb.init(project=cfg.wandb_project, name=cfg.name, dir=str(out_dir),
+        # one W&B run per ouro run: the id lives beside the checkpoints, so a resumed
+        # (preempted) run appends to the same W&B history instead of starting a new one
+        id_file = Path(out_dir) / "wandb_id.txt"
+        if id_file.exists():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = uuid.uuid4().hex[:12]
+            tmp = id_file.with_name(id_file.name + ".tmp")
+            tmp.write_text(run_id)
+            os.replace(tmp, id_file)
+        self.run_id = run_id
+        self.run = wandb.init(project=cfg.wandb_project, name=cfg.name, dir=str(out_dir), id=run_id,
                               mode=cfg.wandb_mode, config=config, resume="allow")
 
     def log(self, row: dict[str, Any], step: int) -> None:
