@@ -25,9 +25,9 @@ def _colours(order: Sequence[str]) -> dict[str, tuple]:
     return {g: cmap(i % 20) for i, g in enumerate(order)}
 
 
-def _save(fig, path: Path) -> str:
+def _save(fig, path: Path, dpi: int = 110) -> str:
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     tmp.replace(path)
     _plt().close(fig)
     return str(path)
@@ -58,7 +58,7 @@ def heatmap(emb, buggy, groups: Sequence[str], order: Sequence[str], path: Path)
         ax.set_xticks([])
         ax.set_title(f"cosine similarity, {title}")
         fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    return _save(fig, path, dpi=72)  # two 1000x1000 noisy matrices: keep the PNG well under 1 MB
 
 
 def embed_2d(emb: np.ndarray, method: str, seed: int = 0, *, quick: bool = False) -> np.ndarray:
