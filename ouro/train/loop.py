@@ -16,6 +16,7 @@ import jax
 
 from ouro import sharding as shd
 from ouro.config import to_dict
+from ouro.run import git_commit
 from ouro.train.checkpoint import Checkpointer, StopFlag
 from ouro.train.config import validate
 from ouro.train.inputs import make_input
@@ -148,6 +149,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         "final_loss": last["loss"], "loss_t_bins": last["loss_t_bins"],
         "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"),
+        "git": git_commit(),  # provenance for `ouro report`
     }
     # wall time summed over every invocation of this run (resumes included)
     prev: dict[str, Any] = {}

@@ -60,6 +60,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(toy, tmp_path):
     toy_cfg, make = toy
     full = train(_cfg(toy_cfg, tmp_path / "full"), make)
     assert full["finished"] and full["global_step"] == 6
+    assert len(full["git"]["commit"]) == 40  # provenance the report prints
     part = train(_cfg(toy_cfg, tmp_path / "resumed"), make, stop_after=3)
     assert not part["finished"] and part["stopped_by"] == "stop_after=3"
     assert Checkpointer(tmp_path / "resumed" / "checkpoints").latest_step() == 3
