@@ -43,6 +43,13 @@ def plot_fits(fits: Sequence, path: str | Path, *, extrapolate: float = 10.0, ti
     level = int(round(100 * fits[0].level)) if fits else 95
     formula = re.sub(r"\bx\b", "FLOPs" if x_label == "flops" else x_label, fits[0].form.formula) if fits else ""
     ax.set_title(title or f"{formula}  (band: {level}% bootstrap prediction)", fontsize=9)
+    return _finish(fig, ax, path)
+
+
+def _finish(fig, ax, path: Path) -> Path:
+    """Grid, legend, and an atomic PNG write (no Software stamp: reruns are byte-identical)."""
+    import matplotlib.pyplot as plt
+
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -73,11 +80,4 @@ def plot_loss(csv_paths: Sequence[str | Path], path: str | Path, *, title: str =
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, metadata={"Software": None})
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _finish(fig, ax, path)

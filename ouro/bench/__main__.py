@@ -22,11 +22,7 @@ def main(argv: list[str]) -> int:
         if name not in BENCHES:
             print(f"unknown benchmark {name!r}; known: {', '.join(BENCHES)}", file=sys.stderr)
             return 2
-        try:
-            module = importlib.import_module(BENCHES[name])
-        except ModuleNotFoundError as e:
-            print(f"[bench] {name}: not available yet ({e})")
-            continue
+        module = importlib.import_module(BENCHES[name])
         result = module.run()
         path = write(name, result)
         print(f"[bench] {name} -> {path}")
