@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from ouro.errors import UserError
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("ouro.model.cli", "presets: parameter counts, FLOPs per image, a timed forward+backward"),
@@ -40,10 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"ouro: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    debug = "--debug" in rest  # user errors normally print one line; --debug keeps the traceback
+    rest = [a for a in rest if a != "--debug"]
     module = importlib.import_module(COMMANDS[name][0])
-    if name == "pod-run":
-        return int(module.pod_main(rest) or 0)
-    return int(module.main(rest) or 0)
+    try:
+        if name == "pod-run":
+            return int(module.pod_main(rest) or 0)
+        return int(module.main(rest) or 0)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"ouro {name}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import types
 import typing
 from typing import Any, Iterable, Mapping
 
+from ouro.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A config key or value is wrong; the message names the field."""
 
 
