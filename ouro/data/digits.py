@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ouro.fileio import write_text
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CAPTIONS = tuple(f"a handwritten digit {n}" for n in NAMES)
@@ -75,9 +76,7 @@ def gemma_class_context(*, compute: bool = True) -> np.ndarray:
 def write_embeddings(emb: np.ndarray) -> None:
     payload = {"captions": list(CAPTIONS), "model": "gemma-3-270m mean-pooled, L2-normalised",
                "embeddings": [[round(float(v), 7) for v in row] for row in emb]}
-    tmp = EMBEDDINGS_FILE.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, EMBEDDINGS_FILE)
+    write_text(EMBEDDINGS_FILE, json.dumps(payload))
 
 
 def load_digits(context: str = "gemma", *, seed: int = 0) -> Digits:

