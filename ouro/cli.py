@@ -28,15 +28,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: ouro <command> [args]", "", "commands:"]
+    lines = ["usage: ouro [--version] <command> [args] [--debug]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`ouro <command> --help` describes a command. User errors print one line",
+              "(`ouro <command>: error: ...`, exit 2); --debug shows the traceback instead."]
     return "\n".join(lines)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return f"ouro {dist_version('ouro')}"
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "ouro (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(version())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -106,7 +106,12 @@ def _set(cfg: Any, path: list[str], value: Any, prefix: str) -> Any:
         new = _parse(value, types_[name], full)
     else:
         new = value
-    return dataclasses.replace(cfg, **{name: new})
+    try:
+        return dataclasses.replace(cfg, **{name: new})
+    except (TypeError, ValueError) as e:  # a config's own __post_init__ check, e.g. XUTConfig
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{full}={new!r}: {e}") from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

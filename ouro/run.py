@@ -23,9 +23,14 @@ import shlex
 import socket
 import subprocess
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ouro.errors import UserError
+from ouro.fileio import write_json
 
 # Versions recorded in run.json: what decides whether two runs are comparable.
 RECORDED_PACKAGES = (
@@ -34,7 +39,7 @@ RECORDED_PACKAGES = (
 )
 
 
-class RunError(RuntimeError):
+class RunError(UserError):
     """A run could not start (bad notebook, parameter, or run directory)."""
 
 
@@ -102,16 +107,18 @@ def load_notebook(path: str | os.PathLike):
     return nb
 
 
-def notebook_parameters(nb) -> dict[str, Any]:
-    """Names and default values of the cell tagged `parameters` ({} if there is none).
-    Defaults that are not literals are reported as their source text."""
+def _parameter_nodes(nb) -> list[ast.stmt]:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) > 1:
         raise RunError(f"notebook has {len(cells)} cells tagged 'parameters'; papermill needs one")
-    if not cells:
-        return {}
+    return ast.parse(cells[0].source).body if cells else []
+
+
+def notebook_parameters(nb) -> dict[str, Any]:
+    """Names and default values of the cell tagged `parameters` ({} if there is none).
+    Defaults that are not literals are reported as their source text."""
     params: dict[str, Any] = {}
-    for node in ast.parse(cells[0].source).body:
+    for node in _parameter_nodes(nb):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         for t in targets:
             if isinstance(t, ast.Name) and node.value is not None:
@@ -120,6 +127,63 @@ def notebook_parameters(nb) -> dict[str, Any]:
                 except ValueError:
                     params[t.id] = ast.unparse(node.value)
     return params
+
+
+# Names a parameters-cell annotation may use (`steps: int | None = None`); nothing is imported.
+_ANNOTATION_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple,
+                     "dict": dict, "None": None, "Any": Any, "Literal": typing.Literal}
+
+
+def notebook_parameter_types(nb) -> dict[str, Any]:
+    """{name: type} for annotated parameters (`lr: float | None = None`), else the type of a
+    literal default (`x = 1` -> int); parameters defaulting to None without an annotation
+    accept anything."""
+    out: dict[str, Any] = {}
+    for node in _parameter_nodes(nb):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            try:
+                out[node.target.id] = eval(compile(ast.Expression(node.annotation), "<parameters>", "eval"),
+                                           {"__builtins__": {}}, dict(_ANNOTATION_NAMES))
+            except Exception as e:  # noqa: BLE001 - an annotation we cannot read is the notebook's bug
+                raise RunError(f"parameter {node.target.id}: cannot read its annotation "
+                               f"{ast.unparse(node.annotation)!r} ({e})") from None
+        elif isinstance(node, ast.Assign):
+            for t in node.targets:
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                if isinstance(t, ast.Name) and value is not None:
+                    out[t.id] = type(value)
+    return out
+
+
+def matches(value: Any, annotation: Any) -> bool:
+    """Whether a parameter value fits its declared type (ints are floats; bools are not ints)."""
+    if annotation is Any:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and (not args or all(matches(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (list, tuple):
+        return isinstance(value, (list, tuple))  # papermill passes JSON: tuples arrive as lists
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def parse_value(text: str) -> Any:
@@ -136,11 +200,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _check_parameters(given: dict[str, Any], known: dict[str, Any], notebook: Path) -> None:
+def _check_parameters(given: dict[str, Any], known: dict[str, Any], notebook: Path,
+                      types_: dict[str, Any] | None = None) -> None:
     unknown = sorted(set(given) - set(known))
     if unknown:
         names = ", ".join(sorted(known)) or "(none: the notebook has no 'parameters' cell)"
         raise RunError(f"notebook {notebook}: unknown parameter(s) {', '.join(unknown)}; it accepts: {names}")
+    for name, value in given.items():
+        want = (types_ or {}).get(name)
+        if want is not None and not matches(value, want):
+            raise RunError(f"-p {name} {value!r}: expected {_type_name(want)} "
+                           f"(parameters cell of {notebook.name}); the notebook was not started")
 
 
 # --------------------------------------------------------------------------- provenance
@@ -169,13 +239,6 @@ def package_versions() -> dict[str, str | None]:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write-then-rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- ouro run
@@ -214,7 +277,7 @@ def run_notebook(
     nb = load_notebook(notebook)
     defaults = notebook_parameters(nb)
     params = dict(parameters or {})
-    _check_parameters(params, defaults, notebook)
+    _check_parameters(params, defaults, notebook, notebook_parameter_types(nb))
 
     run_name = run_name or default_run_name(notebook)
     run_dir = (Path(runs_root) if runs_root else runs_dir()) / run_name
@@ -241,12 +304,16 @@ def run_notebook(
         "status": "running",
         "error": None,
     }
-    write_json(run_dir / "run.json", record)
+    write_json(run_dir / "run.json", record, sort_keys=False)
     status = "failed"
     try:
         papermill.execute_notebook(
             nb, str(executed), parameters=params, kernel_name=kernel_name or nb.metadata.kernelspec.get("name", "python3"),
-            cwd=str(notebook.parent), progress_bar=progress, log_output=False,
+            cwd=str(notebook.parent), log_output=False,
+            # live output: the kernel's stdout/stderr (training's progress bar, prints) as it
+            # arrives, instead of papermill's per-cell bar sitting on the training cell
+            progress_bar=False, stdout_file=sys.stdout if progress else None,
+            stderr_file=sys.stderr if progress else None,
         )
         status = "completed"
     except PapermillExecutionError as e:
@@ -263,7 +330,7 @@ def run_notebook(
         record["error"] = {"ename": type(e).__name__, "evalue": str(e)}
     finally:
         record.update(status=status, end_time=_now())
-        write_json(run_dir / "run.json", record)
+        write_json(run_dir / "run.json", record, sort_keys=False)
     return RunResult(run_dir=run_dir, executed=executed, status=status, record=record)
 
 
@@ -289,15 +356,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--run-name", help="directory name under outputs/runs/ (default: <notebook>-<UTC time>)")
     p.add_argument("--runs-root", type=Path, help="parent of the run directory (default: <project>/outputs/runs)")
     p.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's, else python3)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="do not stream the kernel's output (progress bars, prints) while it runs")
     args = p.parse_args(argv)
-    params = {name: parse_value(value) for name, value in args.parameter}
-    try:
-        result = run_notebook(args.notebook, params, run_name=args.run_name, runs_root=args.runs_root,
-                              kernel_name=args.kernel, progress=not args.no_progress)
-    except RunError as e:
-        print(f"ouro run: {e}", file=sys.stderr)
-        return 2
+    declared = notebook_parameter_types(load_notebook(args.notebook))
+    # a parameter declared str keeps the text as typed (`-p tag 2024` is "2024", not 2024)
+    params = {name: value if declared.get(name) is str else parse_value(value) for name, value in args.parameter}
+    result = run_notebook(args.notebook, params, run_name=args.run_name, runs_root=args.runs_root,
+                          kernel_name=args.kernel, progress=not args.no_progress)  # RunError: exit 2
     if result.status != "completed":
         print(_describe_failure(result), file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from ouro import run
+from ouro import cli, run
 
 OK = textwrap.dedent('''\
     # %% tags=["parameters"]
@@ -102,16 +102,55 @@ def test_failing_cell_exits_nonzero_names_cell_and_keeps_partial(notebooks, tmp_
 
 def test_unknown_parameter_rejected_before_kernel_start(notebooks, tmp_path, capsys):
     ok, _ = notebooks
-    rc = run.main([str(ok), "-p", "stepz", "5", "--runs-root", str(tmp_path / "runs"), "--run-name", "r3"])
+    rc = cli.main(["run", str(ok), "-p", "stepz", "5", "--runs-root", str(tmp_path / "runs"), "--run-name", "r3"])
     assert rc == 2
     err = capsys.readouterr().err
+    assert err.startswith("ouro run: error: ") and len(err.strip().splitlines()) == 1
     assert "unknown parameter(s) stepz" in err and "name, out_dir, smoke, x" in err
     assert not (tmp_path / "runs" / "r3").exists()
 
 
+TYPED = textwrap.dedent('''\
+    # %% tags=["parameters"]
+    steps: int | None = None  # annotated: checked against the annotation
+    lr: float = 0.1
+    mode: Literal["a", "b"] = "a"
+    tag = "x"  # unannotated: checked against the default's type
+    mesh: list[int] | None = None
+    out_dir = ""
+
+    # %%
+    raise AssertionError("a kernel must not start for a badly typed parameter")
+    ''')
+
+
+@pytest.mark.parametrize("name, value, ok", [
+    ("steps", "ten", False), ("steps", "10", True), ("steps", "none", True), ("steps", "1.5", False),
+    ("steps", "true", False),  # bool is not an int here
+    ("lr", "1e-3", True), ("lr", "3", True), ("lr", "fast", False),
+    ("mode", "b", True), ("mode", "c", False), ("tag", "2024", True),  # str-typed: text kept
+    ("mesh", "[2, 4]", True), ("mesh", "[2, 'x']", False),
+])
+def test_parameter_values_are_type_checked_before_kernel_start(tmp_path, capsys, name, value, ok):
+    nb = tmp_path / "typed.py"
+    nb.write_text(TYPED)
+    types_ = run.notebook_parameter_types(run.load_notebook(nb))
+    assert types_["tag"] is str and types_["lr"] is float
+    if not ok:
+        rc = cli.main(["run", str(nb), "-p", name, value, "--runs-root", str(tmp_path / "runs"), "--run-name", "t"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith(f"ouro run: error: -p {name} ") and "expected" in err
+        assert "typed.py" in err and not (tmp_path / "runs" / "t").exists()
+    else:
+        declared = types_.get(name)
+        parsed = value if declared is str else run.parse_value(value)
+        run._check_parameters({name: parsed}, run.notebook_parameters(run.load_notebook(nb)), nb, types_)
+
+
 def test_missing_notebook_is_a_clear_error(tmp_path, capsys):
-    assert run.main([str(tmp_path / "nope.py")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert cli.main(["run", str(tmp_path / "nope.py")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ouro run: error: notebook ") and "no such file" in err
 
 
 def test_resolve_out_dir(tmp_path, monkeypatch):

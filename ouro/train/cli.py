@@ -3,34 +3,67 @@
 Examples:
     ouro train --preset digits steps=2000 out_dir=outputs/digits-2k
     ouro train --preset xut-small-256 data.path=gs://bucket/latents mesh.fsdp=4
-Rerunning the same command resumes from the latest checkpoint in out_dir.
+    ouro train --preset digits lr=0.3 --print-config     # resolved config as JSON, no training
+Rerunning the same command resumes from the latest checkpoint in out_dir. Bad keys or
+values are rejected before anything compiles.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+
+def _preset_of(argv: list[str]) -> str:
+    """The --preset given on the command line (the help lists that preset's values)."""
+    for i, a in enumerate(argv):
+        if a == "--preset" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--preset="):
+            return a.split("=", 1)[1]
+    return "digits"
+
+
+def parser(argv: list[str]) -> argparse.ArgumentParser:
+    from ouro.config_doc import listing
+    from ouro.train.config import PRESETS, preset_config
+
+    name = _preset_of(argv)
+    keys = ""
+    if name in PRESETS:  # an unknown preset is reported by argparse's choices check
+        keys = (f"config keys (KEY=VALUE; values shown are preset {name}'s; "
+                f"`--preset NAME --help` shows another's):\n" + listing(preset_config(name)))
+    return argparse.ArgumentParser(prog="ouro train", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=keys)
 
 
 def main(argv: list[str]) -> int:
     from ouro.train.config import PRESETS
 
-    p = argparse.ArgumentParser(prog="ouro train", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--preset", default="digits", choices=sorted(PRESETS))
-    p.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. model.dim=64)")
+    p = parser(argv)
+    p.add_argument("--preset", default="digits", choices=sorted(PRESETS),
+                   help="starting configuration (default: digits)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (preset + overrides) as JSON and exit")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.dim=64")
     args = p.parse_args(argv)
+
+    from ouro.config import override, to_dict
+    from ouro.train.config import preset_config, validate
+
+    cfg = override(preset_config(args.preset), args.overrides)  # ConfigError: one line, exit 2
+    validate(cfg)  # the device-independent checks, before JAX starts
+    if args.print_config:
+        json.dump(to_dict(cfg), sys.stdout, indent=2, default=str)
+        print()
+        return 0
 
     from ouro.sharding import init_distributed
 
     init_distributed()  # before anything touches the devices (no-op on one process)
-    from ouro.config import ConfigError, override
-    from ouro.train import preset_config, train
+    from ouro.train import train
 
-    try:
-        cfg = override(preset_config(args.preset), args.overrides)
-    except ConfigError as e:
-        p.error(str(e))
     summary = train(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "loss_t_bins"}, indent=2, default=str))
     return 0

@@ -46,7 +46,7 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     mesh: MeshConfig = MeshConfig()
     sample: SampleConfig = SampleConfig()
-    name: str = "run"
+    name: str = "run"  # the run's name in logs, W&B and reports
     out_dir: str = "outputs/run"  # loss.csv, metrics.json, samples.png, config.json, checkpoints/
     ckpt_dir: str = ""  # "" = out_dir/checkpoints; any local path or gs://bucket/dir (pods)
     seed: int = 0  # parameters, data order, noise: one seed makes the run reproducible
@@ -57,7 +57,7 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up, then cosine decay
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
     weight_decay: float = 1e-4  # AdamW, decoupled; matrices only
-    b1: float = 0.9
+    b1: float = 0.9  # Adam's usual first-moment decay
     b2: float = 0.99  # shorter second-moment memory: steadier with tiny batches
     clip_norm: float = 1.0  # global-norm clipping (HDM, Ouroboros)
     ema_decay: float = 0.999  # EMA of weights, used for sampling
@@ -69,7 +69,7 @@ class TrainConfig:
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
     keep_ckpts: int = 3  # keep the last K step checkpoints (epoch-end ones are always kept)
     wandb: bool = False  # Weights & Biases logging
-    wandb_project: str = "ouro"
+    wandb_project: str = "ouro"  # W&B project the runs are grouped under
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network
     progress: bool = True  # tqdm bar
     eval_samples: bool = True  # sample a grid + score it at the end (digits)
@@ -138,7 +138,8 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     _check(cfg.steps > 0, "steps", f"must be positive, got {cfg.steps}")
     _check(cfg.batch_size > 0, "batch_size", f"must be positive, got {cfg.batch_size}")
     _check(cfg.lr > 0, "lr", f"must be positive, got {cfg.lr}")
-    _check(0 <= cfg.warmup_steps <= cfg.steps, "warmup_steps", f"must be in [0, steps={cfg.steps}]")
+    _check(0 <= cfg.warmup_steps <= cfg.steps, "warmup_steps",
+           f"{cfg.warmup_steps} must be in [0, steps={cfg.steps}]")
     _check(0 <= cfg.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
     _check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
     _check(cfg.clip_norm > 0, "clip_norm", "must be positive")

@@ -9,28 +9,35 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ouro.errors import UserError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the docstring's layout and appends every option's default."""
+
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ouro sample", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="ouro sample", description=__doc__,
+                                formatter_class=HelpFormatter)
     p.add_argument("--ckpt", required=True, help="run directory (config.json + checkpoints/)")
-    p.add_argument("--step", type=int, default=None)
-    p.add_argument("--class", dest="classes", type=int, action="append", help="class index (repeatable)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (None: the latest)")
+    p.add_argument("--class", dest="classes", type=int, action="append", help="class index (repeatable; None: every class)")
     p.add_argument("--prompt", action="append", help="text prompt (repeatable)")
     p.add_argument("--per-class", type=int, default=10, help="samples per class / prompt")
-    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--steps", type=int, default=32, help="sampler steps")
     p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale")
-    p.add_argument("--method", default="euler", choices=["euler", "heun"])
+    p.add_argument("--method", default="euler", choices=["euler", "heun"], help="ODE sampler")
     p.add_argument("--autoguidance", type=float, default=0.0,
                    help="TREAD rate of the weak (unconditional) branch; 0 = plain CFG")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--out", default=None, help="PNG path (default RUN_DIR/samples_<...>.png)")
     args = p.parse_args(argv)
 
     import numpy as np
 
-    from ouro.train.sample import load_for_sampling, sample_grid, sample_images, save_grid
+    from ouro.train.sample import sample_grid, sample_images, save_grid
 
-    s = load_for_sampling(args.ckpt, step=args.step)
+    s = load_run(args.ckpt, args.step)
     if args.prompt:
         from ouro.text import embed
 
@@ -50,3 +57,15 @@ def main(argv: list[str]) -> int:
               title=f"step {s.step}, {args.method} {args.steps} steps, CFG {args.cfg:g}")
     print(f"wrote {out}")
     return 0
+
+
+def load_run(run_dir: str, step: int | None):
+    """load_for_sampling, with a missing run or checkpoint reported as one line."""
+    from ouro.train.sample import load_for_sampling
+
+    if not (Path(run_dir) / "config.json").is_file():
+        raise UserError(f"--ckpt {run_dir}: not a training run directory (no config.json)")
+    try:
+        return load_for_sampling(run_dir, step=step)
+    except FileNotFoundError as e:  # no checkpoint (yet), or the requested --step is gone
+        raise UserError(f"--ckpt {run_dir}: {e}") from None

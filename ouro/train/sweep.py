@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ouro.train.metrics import write_json
+from ouro.fileio import write_json, write_text
 
 
 def sweep(sampler: Any, steps: Sequence[int], cfg_scales: Sequence[float], *, per_class: int = 20,
@@ -51,22 +51,22 @@ def _floats(text: str) -> list[float]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ouro sweep", description=__doc__.splitlines()[0])
+    from ouro.train.sample_cli import HelpFormatter, load_run
+
+    p = argparse.ArgumentParser(prog="ouro sweep", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--ckpt", required=True, help="run directory (with config.json, checkpoints/)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--steps", default="4,8,16,32", help="sampler step counts, comma-separated")
     p.add_argument("--cfg", default="1,2,3,5", help="CFG scales, comma-separated")
-    p.add_argument("--per-class", type=int, default=20)
-    p.add_argument("--method", default="euler", choices=["euler", "heun"])
+    p.add_argument("--per-class", type=int, default=20, help="samples per class and setting")
+    p.add_argument("--method", default="euler", choices=["euler", "heun"], help="ODE sampler")
     args = p.parse_args(argv)
 
-    from ouro.train.sample import load_for_sampling
-
-    sampler = load_for_sampling(args.ckpt, step=args.step)
+    sampler = load_run(args.ckpt, args.step)
     rows = sweep(sampler, [int(s) for s in _floats(args.steps)], _floats(args.cfg),
                  per_class=args.per_class, method=args.method)
     out = Path(args.ckpt)
     write_json(out / "sweep.json", {"checkpoint_step": sampler.step, "rows": rows})
-    (out / "sweep.md").write_text(markdown(rows))
+    write_text(out / "sweep.md", markdown(rows))
     print(markdown(rows))
     return 0

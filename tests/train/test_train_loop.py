@@ -92,11 +92,24 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
 
 
 def test_stop_flag_turns_sigterm_into_a_flag():
-    with StopFlag() as stop:
-        assert not stop
+    def mine(signum, frame):  # a handler installed before the loop (e.g. by a notebook)
+        mine.calls += 1
+    mine.calls = 0
+    before = {s: signal.signal(s, mine) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with StopFlag() as stop:
+            assert not stop
+            assert signal.getsignal(signal.SIGTERM) is not mine  # StopFlag's own handler is active
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop and stop.signal == signal.SIGTERM
+        assert mine.calls == 0  # swallowed by the flag, not passed on
+        # the previous handlers are back, exactly
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
         os.kill(os.getpid(), signal.SIGTERM)
-        assert stop and stop.signal == signal.SIGTERM
-    assert signal.getsignal(signal.SIGTERM) is not None
+        assert mine.calls == 1
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def test_ema_update_and_step_counter(toy):
