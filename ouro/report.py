@@ -1,169 +1,192 @@
-"""`ouro report`: regenerate reports/Detail.md from what runs wrote under outputs/.
+"""`ouro report`: a comparative report of every run under outputs/, as Markdown + figures.
 
-    ouro report                      # outputs/ -> reports/Detail.md + reports/figures/
+    ouro report                         # -> outputs/report/Detail.md + outputs/report/figures/
+    ouro report --reports reports       # the committed snapshot (`make report`)
 
-Sections: runs index, model specification (computed by ouro.model from PRESETS, never
-typed by hand), training runs (final loss, throughput, metrics), scaling-law fits,
-embedding analysis, sample grids. Every section names the run directory and git commit
-that produced it; a missing artefact gives a visible "not yet run" line, an unreadable
-one a visible "unreadable" line — never a crash and never numbers from an earlier report.
-The file carries no generation time, figures are copied to stable names and stale ones
-removed, so running it twice on the same outputs/ gives byte-identical results.
+Where reports live: by default in outputs/report/ (git-ignored), so regenerating never
+touches a tracked file; reports/ holds the snapshot a maintainer commits on purpose. Even
+there, `ouro report` only deletes stale figures that git does not track (tracked ones are
+kept and listed), so it never removes a committed file it did not create in this run.
+
+The report is a list of sections, each a small function `section(ctx) -> str` in SECTIONS:
+add one by appending a function (it gets the runs, a Figures helper and the report dir).
+Every table or figure names the run directory (a relative link) and the git commit; a
+missing artefact gives a visible "not yet run" line, never a crash or a stale number. No
+generation time, stable figure names and atomic writes: two runs on the same outputs/
+give byte-identical files.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
-from ouro.markdown import fmt, table, render_json_table
+import numpy as np
+
+from ouro.fileio import atomic_path, write_text
+from ouro.markdown import fmt, render_json_table, table
+from ouro.report_runs import RunDir, closest_preset, discover, read_json
 
 FIGURES = "figures"
-
-
-@dataclass
-class RunDir:
-    """One directory of artefacts: outputs/demo or outputs/runs/<name>."""
-
-    name: str
-    path: Path
-    record: dict[str, Any] = field(default_factory=dict)  # run.json, if any
-    shown: str = ""  # path as printed: relative to the project, so reports do not leak /home/...
-
-    @property
-    def commit(self) -> str:
-        git = self.record.get("git") or {}
-        sha = git.get("commit") or _search_commit(self.path)
-        if not sha:
-            return "commit not recorded"
-        return f"commit `{sha[:10]}`" + (" (uncommitted changes)" if git.get("dirty") else "")
-
-    @property
-    def provenance(self) -> str:
-        nb = Path(self.record["notebook"]).name if self.record.get("notebook") else None
-        how = f"`{nb}` via `ouro run`" if nb else "no run.json"
-        return f"run `{self.name}` (`{self.shown or self.path.as_posix()}`, {how}, {self.commit})"
-
-
-def _search_commit(path: Path) -> str | None:
-    """A commit recorded by code other than `ouro run` (e.g. the demo's metrics/config)."""
-    for name in ("metrics.json", "config.json"):
-        data = _read_json(path / name)
-        if isinstance(data, dict):
-            for key in ("git_commit", "commit"):
-                if isinstance(data.get(key), str):
-                    return data[key]
-            if isinstance(data.get("git"), dict) and isinstance(data["git"].get("commit"), str):
-                return data["git"]["commit"]
-    return None
-
-
-def _rel(path: Any) -> str:
-    """A recorded path as shown in the report: from outputs/ on, so no machine paths leak."""
-    text = str(path)
-    return text[text.index("outputs/"):] if "outputs/" in text else text
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-# A directory is a run if it holds one of these (checkpoint trees and the like are not).
-MARKERS = ("run.json", "loss.csv", "metrics.json", "scaling_fits.json", "embedding_stats.json")
 SAMPLE_PATTERNS = ("sample*.png", "*grid*.png")
-
-
-def discover(outputs: Path) -> list[RunDir]:
-    """outputs/demo first, then other outputs/<name>/ holding artefacts (e.g. a notebook run
-    by hand with its default out_dir), then outputs/runs/<name> and per-host
-    outputs/runs/<name>/<host>; each group sorted by name."""
-    def has_marker(d: Path) -> bool:
-        return any((d / m).is_file() for m in MARKERS)
-
-    runs = []
-    if (outputs / "demo").is_dir():
-        runs.append(RunDir("demo", outputs / "demo", _read_json(outputs / "demo" / "run.json") or {}, "outputs/demo"))
-    if outputs.is_dir():
-        for d in sorted(p for p in outputs.iterdir() if p.is_dir() and p.name not in ("demo", "runs") and has_marker(p)):
-            runs.append(RunDir(d.name, d, _read_json(d / "run.json") or {}, f"outputs/{d.name}"))
-    base = outputs / "runs"
-    if base.is_dir():
-        dirs = sorted({p.parent for m in MARKERS for p in [*base.glob(f"*/{m}"), *base.glob(f"*/*/{m}")]})
-        for d in dirs:
-            name = d.relative_to(base).as_posix()
-            runs.append(RunDir(name, d, _read_json(d / "run.json") or {}, f"outputs/runs/{name}"))
-    # `ouro run -p out_dir X` leaves run.json in outputs/runs/<name> and the artefacts in X:
-    # give X the record, so its sections still name the notebook and commit.
-    by_out = {}
-    for r in runs:
-        out_dir = (r.record.get("parameters") or {}).get("out_dir")
-        if out_dir:
-            p = Path(out_dir)
-            by_out[(p if p.is_absolute() else outputs.parent / p).resolve()] = r.record
-    for r in runs:
-        if not r.record and r.path.resolve() in by_out:
-            r.record = by_out[r.path.resolve()]
-    return runs
 
 
 def _not_yet(what: str, how: str) -> str:
     return f"> **Not yet run:** {what}. Produce it with `{how}`."
 
 
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 class Figures:
-    """Copies figures to reports/figures/<run>--<file> (stable names) and tracks them."""
+    """Figures under <reports>/figures/ with stable names (`<run>--<file>`), tracked per build."""
 
-    def __init__(self, reports: Path):
-        self.dir = reports / FIGURES
+    def __init__(self, reports: Path, root: Path):
+        self.dir, self.root = reports / FIGURES, root
         self.used: set[str] = set()
+        self.kept: list[str] = []  # stale but tracked by git: left alone
 
-    def add(self, run: RunDir, src: Path, alt: str | None = None) -> str:
-        name = f"{run.name.replace('/', '_')}--{src.name}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def add(self, run_name: str, src: Path, alt: str | None = None) -> str:
+        """Copy an artefact in (only if its bytes changed) and return the Markdown image."""
+        name = f"{run_name.replace('/', '_')}--{src.name}"
         dst = self.dir / name
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
-            shutil.copyfile(src, dst.with_name(f".{name}.tmp"))
-            dst.with_name(f".{name}.tmp").replace(dst)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
         self.used.add(name)
         return f"![{alt or src.stem}]({FIGURES}/{name})"
 
+    def draw(self, name: str, draw: Callable[[Path], object], alt: str) -> str:
+        """A figure the report draws itself: `draw(path)` writes it (atomically)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        draw(self.dir / name)
+        self.used.add(name)
+        return f"![{alt}]({FIGURES}/{name})"
+
     def prune(self) -> None:
-        if self.dir.is_dir():
-            for p in self.dir.iterdir():
-                if p.name not in self.used:
-                    p.unlink()
+        if not self.dir.is_dir():
+            return
+        stale = sorted(p for p in self.dir.iterdir() if p.name not in self.used and p.is_file())
+        tracked = set((_git(self.root, "ls-files", "--", *map(str, stale)) or "").splitlines()) if stale else set()
+        for p in stale:
+            rel = os.path.relpath(p.resolve(), self.root.resolve())
+            if rel in tracked:
+                self.kept.append(rel)
+            else:
+                p.unlink()
+
+
+@dataclass
+class Context:
+    """What every section gets."""
+
+    runs: list[RunDir]
+    figs: Figures
+    reports: Path  # the directory Detail.md is written to (links are relative to it)
+    root: Path
+
+    def link(self, run: RunDir, target: Path | None = None, text: str | None = None) -> str:
+        """A relative Markdown link from the report to a run directory (or a file in it)."""
+        path = target or run.path
+        rel = os.path.relpath(path.resolve(), self.reports.resolve())
+        return f"[{text or run.shown}]({Path(rel).as_posix()})"
 
 
 # --------------------------------------------------------------------------- sections
 
 
-def section_runs(runs: list[RunDir]) -> str:
-    recorded = [r for r in runs if r.record and (r.path / "run.json").exists()]  # not inherited records
-    if not recorded:
-        return "## Runs\n\n" + _not_yet("no `ouro run` record (run.json) under outputs/runs/", "ouro run notebooks/<name>.py")
-    rows = []
-    for r in recorded:
-        rec = r.record
-        err = rec.get("error") or {}
-        note = f"{err.get('ename')}: {err.get('evalue')}" if err else ""
-        if "cell_index" in err:
-            note = f"cell {err['cell_index']}: " + note
-        rows.append([f"`{r.name}`", f"`{Path(rec.get('notebook', '?')).name}`", rec.get("status", "?"), r.commit.removeprefix("commit "),
-                     rec.get("start_time", ""), rec.get("end_time") or "", note])
-    return "## Runs\n\n" + table(["run", "notebook", "status", "commit", "start (UTC)", "end (UTC)", "error"], rows)
+def _g(v, spec: str = ".4g") -> str:
+    return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
-def section_model(root: Path) -> str:
+def section_runs(ctx: Context) -> str:
+    """One table: every run, its config deltas against the closest preset, headline numbers."""
+    head = "## Runs\n\n"
+    if not ctx.runs:
+        return head + _not_yet("nothing under outputs/", "make demo` or `ouro train --preset digits-smoke")
+    rows, notes = [], []
+    for r in ctx.runs:
+        cfg, m = r.config or {}, r.metrics or {}
+        preset, delta = closest_preset(cfg) if cfg else (None, [])
+        model = cfg.get("model") or {}
+        last = r.loss["loss"][np.isfinite(r.loss["loss"])] if r.loss else []
+        final = m.get("final_loss", last[-1] if len(last) else None)
+        ips = r.loss["images_per_s"][np.isfinite(r.loss["images_per_s"])] if r.loss and "images_per_s" in r.loss else []
+        acc = (m.get("eval") or {}).get("accuracy")
+        steps = f"{m['global_step']:,}/{cfg['steps']:,}" if "global_step" in m and "steps" in cfg else _g(cfg.get("steps"), ",")
+        status = r.record.get("status", "")
+        nb = r.record.get("executed_notebook")
+        started = r.started_by + (f" ({ctx.link(r, r.path / nb, 'executed')})" if nb and (r.path / nb).exists() else "")
+        rows.append([f"`{r.name}`", ctx.link(r), started, status or ("finished" if m.get("finished") else ""),
+                     f"`{preset}`" if preset else "—", ", ".join(f"`{d}`" for d in delta[:6]) + (" …" if len(delta) > 6 else ""),
+                     f"D{model['dim']}×d{model['depth']}" if "dim" in model else "—",
+                     _g(r.params / 1e6 if r.params else None, ".3g") + (" M" if r.params else ""),
+                     _g(cfg.get("batch_size"), ","), _g(cfg.get("lr"), ".3g"), steps, _g(final),
+                     _g(acc, ".3f"), _g(float(np.median(ips)) if len(ips) else None, ".4g"),
+                     r.commit.removeprefix("commit ")])
+        err = r.record.get("error") or {}
+        if err:
+            where = f"cell {err['cell_index']}: " if "cell_index" in err else ""
+            notes.append(f"- `{r.name}` failed: {where}{err.get('ename')}: {err.get('evalue')}")
+    header = ["run", "directory", "started by", "status", "preset", "deltas vs preset", "model", "params", "batch",
+              "lr", "steps", "final loss", "accuracy", "images/s", "commit"]
+    return head + ("Deltas are the config keys that differ from the closest training preset (paths and "
+                   "names left out). Accuracy: the digits classifier on the end-of-run sample grid. "
+                   "images/s: median over the logged windows (this machine, whatever its load).\n\n"
+                   + table(header, rows) + ("\n\n" + "\n".join(notes) if notes else ""))
+
+
+def section_curves(ctx: Context) -> str:
+    """Every run's loss overlaid: against steps, and against training FLOPs."""
+    head = "## Loss curves\n\n"
+    runs = [r for r in ctx.runs if r.loss is not None]
+    if not runs:
+        return head + _not_yet("no loss.csv under outputs/", "make demo")
+    curves = [(r.name, r.loss["step"], r.loss["loss"], r.flops) for r in runs]
+    from ouro.report_figures import overlay
+
+    img = ctx.figs.draw("loss_curves.png", lambda p: overlay(curves, p), "loss vs step and vs training FLOPs")
+    return head + (f"{len(runs)} run(s); FLOPs = step × batch × training FLOPs per image (3 × forward, "
+                   "from the model's own accounting).\n\n" + img)
+
+
+def _per_class(acc: dict) -> str:
+    return " ".join(f"{k}:{v:.2f}" for k, v in sorted(acc.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 0))
+
+
+def section_evaluation(ctx: Context) -> str:
+    """Sample scores per run, per-class accuracy folded into one line, sampler sweeps."""
+    parts = ["## Sample quality"]
+    for r in ctx.runs:
+        ev = (r.metrics or {}).get("eval")
+        sweep = r.path / "sweep.md"
+        if not isinstance(ev, dict) and not sweep.exists():
+            continue
+        lines = [f"### `{r.name}`\n\nFrom {r.provenance}."]
+        if isinstance(ev, dict):
+            s = ev.get("sampler") or {}
+            lines.append(f"{fmt(ev.get('n_samples'))} samples ({s.get('method')} {s.get('steps')} steps, CFG {s.get('cfg_scale')}): "
+                         f"accuracy **{_g(ev.get('accuracy'), '.3f')}**, Fréchet {_g(ev.get('frechet'), '.3g')} "
+                         f"(real test split: {_g(ev.get('floor_test_accuracy'), '.3f')}, {_g(ev.get('floor_test_frechet'), '.3g')})."
+                         + (f" Per class: {_per_class(ev['accuracy_per_class'])}." if isinstance(ev.get("accuracy_per_class"), dict) else ""))
+        if sweep.exists():
+            lines.append("Sampler sweep (`ouro sweep`):\n\n" + sweep.read_text().strip())
+        parts.append("\n\n".join(lines))
+    if len(parts) == 1:
+        parts.append(_not_yet("no scored run (metrics.json with eval) under outputs/", "make demo"))
+    return "\n\n".join(parts)
+def section_model(ctx: Context) -> str:
+    root = ctx.root
     head = "## Model specification\n\n"
     try:
         from ouro.model import PRESETS, flops_per_image, param_count
@@ -191,59 +214,77 @@ def section_model(root: Path) -> str:
     )
 
 
-def _loss_summary(path: Path) -> dict[str, Any] | str:
-    try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        return f"unreadable ({e})"
-    if not rows:
-        return "empty"
-
-    def col(name):
-        out = []
-        for r in rows:
-            try:
-                out.append(float(r[name]))
-            except (KeyError, TypeError, ValueError):
-                pass
-        return out
-
-    import numpy as np
-
-    loss = col("loss")
-    step_col = "global_step" if "global_step" in rows[0] else "step"
-    tail = loss[-max(1, len(loss) // 10):]
-    ips, mfs = col("images_per_s"), col("model_flops_per_s")
-    return {
-        "rows": len(rows), "last step": int(col(step_col)[-1]) if col(step_col) else None,
-        "last loss": loss[-1] if loss else None, "mean loss, last 10%": float(np.mean(tail)) if tail else None,
-        "images/s (median)": float(np.median(ips)) if ips else None,
-        "model TFLOP/s (median)": float(np.median(mfs)) / 1e12 if mfs else None,
-    }
 
 
-def section_training(runs: list[RunDir], figs: Figures) -> str:
-    parts = ["## Training runs"]
-    trained = [r for r in runs if (r.path / "loss.csv").exists() or (r.path / "metrics.json").exists()]
-    if not any(r.name == "demo" for r in trained):
-        parts.append(_not_yet("the demo (no outputs/demo/loss.csv or metrics.json)", "make demo"))
-    if not [r for r in trained if r.name != "demo"]:
-        parts.append(_not_yet("no training notebook run under outputs/runs/", "ouro run notebooks/training.py -p steps 50"))
-    for r in trained:
+def section_scaling(ctx: Context) -> str:
+    """The compute frontier across runs of different sizes, then each notebook's per-run fits."""
+    from ouro.analysis.frontier import SizedCurve, fit_frontier, on_bound
+
+    parts = ["## Scaling"]
+    curves = [SizedCurve(r.name, r.params, r.flops, r.loss["loss"]) for r in ctx.runs
+              if r.flops is not None and r.params]
+    front = fit_frontier(curves, n_boot=50)
+    parts.append("### Compute frontier (across runs)")
+    if front["fit"] is None:
+        parts.append(f"> **Not fit:** {front['reason']}. Train the same preset at other `model.dim` / "
+                     "`model.depth` (e.g. `ouro train --preset digits model.dim=64 out_dir=outputs/d64`).")
+    else:
+        fit = front["fit"]
+        flags = front.get("on_bound") or []
+        cells = " · ".join(f"{p} = {fit['params'][p]:.4g} [{fit['intervals'][p][0]:.3g}, {fit['intervals'][p][1]:.3g}]"
+                           for p in ("a", "b", "c"))
+        parts.append(f"`{fit['formula']}` fit to the lowest loss reached at each FLOP budget by "
+                     f"{len(curves)} runs of {len(front['sizes'])} sizes (on the frontier: "
+                     f"{', '.join(f'`{n}`' for n in front['runs_on_frontier'])}); {fit['level']:.0%} bootstrap "
+                     f"intervals: {cells}."
+                     + (f" **On a bound: {', '.join(flags)}** — the fit pinned it at its limit; treat its interval as meaningless." if flags else ""))
+    if curves:
+        from ouro.report_figures import frontier_plot
+
+        parts.append(ctx.figs.draw("compute_frontier.png", lambda p: frontier_plot(curves, front, p), "compute frontier"))
+    found = [r for r in ctx.runs if (r.path / "scaling_fits.json").exists()]
+    parts.append("### Single-run fits (`notebooks/scaling_laws.py`)")
+    if not found:
+        parts.append(_not_yet("no scaling_fits.json under outputs/", "ouro run notebooks/scaling_laws.py"))
+    from ouro.analysis.scaling import summary_table
+
+    for r in found:
+        doc = read_json(r.path / "scaling_fits.json")
+        parts.append(f"#### `{r.name}`\n\nFrom {r.provenance}.")
+        if not isinstance(doc, dict):
+            parts.append("> scaling_fits.json is unreadable.")
+            continue
+        doc = {**doc, "compute": []}  # a single run's FLOP fit is its step fit rescaled: see the frontier
+        parts.append(f"Form `{doc.get('formula')}`, robust log-space fit on log-binned points; "
+                     f"intervals: bootstrap ({doc.get('n_boot')} refits).\n\n" + summary_table(doc))
+        for run in doc.get("runs", []):
+            flags = on_bound(run.get("params", {}), min(run.get("extrapolation", {}).get("median") or [1.0]))
+            if flags:
+                parts.append(f"- **`{run['name']}`: {', '.join(flags)} on its bound** (e.g. c = 0: no loss floor "
+                             "was identifiable from this curve); its interval is not an uncertainty.")
+            ext = run.get("extrapolation") or {}
+            if ext.get("x"):
+                parts.append(f"- `{run['name']}`: extrapolated loss at {run['x']} {fmt(ext['x'][-1])}: "
+                             f"{fmt(ext['median'][-1])} (prediction band {fmt(ext['lo'][-1])} – {fmt(ext['hi'][-1])})")
+        for s in doc.get("skipped", []):
+            parts.append(f"- skipped `{Path(str(s.get('source'))).name}`: {s.get('reason')}")
+        if (r.path / "scaling_fits.png").exists():
+            parts.append(ctx.figs.add(r.name, r.path / "scaling_fits.png", "scaling_fits"))
+    return "\n\n".join(parts)
+
+
+def section_embeddings(ctx: Context) -> str:
+    parts = ["## Embedding analysis"]
+    found = [r for r in ctx.runs if (r.path / "embedding_stats.json").exists()]
+    if not found:
+        return "\n\n".join(parts + [_not_yet("no embedding_stats.json under outputs/", "ouro run notebooks/embedding_analysis.py")])
+    for r in found:
+        data = read_json(r.path / "embedding_stats.json")
         parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
-        if (r.path / "loss.csv").exists():
-            s = _loss_summary(r.path / "loss.csv")
-            parts.append(table(list(s), [list(s.values())]) if isinstance(s, dict) else f"loss.csv: {s}")
-        else:
-            parts.append("> **Not yet run:** no loss.csv in this run.")
-        if (r.path / "metrics.json").exists():
-            m = _read_json(r.path / "metrics.json")
-            parts.append("Metrics (`metrics.json`):\n\n" + (render_json_table(m) if m is not None else "unreadable"))
-        if (r.path / "sweep.md").exists():  # `ouro sweep`: sampler steps x CFG scale, already Markdown
-            parts.append("Sampler sweep (`sweep.md`, from `ouro sweep`):\n\n" + (r.path / "sweep.md").read_text().strip())
-        if (r.path / "loss.png").exists():
-            parts.append(figs.add(r, r.path / "loss.png", f"{r.name}: loss"))
+        parts.append(render_json_table(data) if data is not None else "> embedding_stats.json is unreadable.")
+        skip = set(_sample_pngs(r)) | set(r.path.glob("scaling_*.png")) | {r.path / "loss.png"}
+        for png in sorted(set(r.path.glob("*.png")) - skip):
+            parts.append(ctx.figs.add(r.name, png, png.stem))
     return "\n\n".join(parts)
 
 
@@ -251,107 +292,65 @@ def _sample_pngs(r: RunDir) -> list[Path]:
     return sorted({p for pat in SAMPLE_PATTERNS for p in r.path.glob(pat)})
 
 
-def section_samples(runs: list[RunDir], figs: Figures) -> str:
-    parts = ["## Sample grids"]
-    found = [r for r in runs if _sample_pngs(r)]
+def section_samples(ctx: Context) -> str:
+    parts = ["## Samples"]
+    found = [r for r in ctx.runs if _sample_pngs(r)]
     if not found:
         return "\n\n".join(parts + [_not_yet("no samples*.png under outputs/", "make demo` or `ouro run notebooks/sampling.py")])
     for r in found:
         parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
-        scores = _read_json(r.path / "sampling.json")
+        scores = read_json(r.path / "sampling.json")
         if isinstance(scores, dict) and isinstance(scores.get("results"), list):
-            rows = [{k: v for k, v in x.items() if k != "accuracy_per_class"} for x in scores["results"] if isinstance(x, dict)]
-            parts.append(f"Checkpoint step {fmt(scores.get('step'))} of `{_rel(scores.get('run_dir', '?'))}`, "
-                         f"{scores.get('method')} sampler, {fmt(scores.get('sample_steps'))} steps:\n\n"
-                         + render_json_table({"scores": rows}).removeprefix("**scores**\n\n"))
-        parts += [figs.add(r, png, f"{r.name}: {png.stem}") for png in _sample_pngs(r)]
+            rows = [[fmt(x.get("cfg_scale")), _g(x.get("accuracy"), ".3f"), _g(x.get("frechet"), ".3g"),
+                     _per_class(x["accuracy_per_class"]) if isinstance(x.get("accuracy_per_class"), dict) else "—"]
+                    for x in scores["results"] if isinstance(x, dict)]
+            parts.append(f"Checkpoint step {fmt(scores.get('step'))}, {scores.get('method')} sampler, "
+                         f"{fmt(scores.get('sample_steps'))} steps:\n\n" + table(["CFG", "accuracy", "Fréchet", "per class"], rows))
+        parts += [ctx.figs.add(r.name, png, f"{r.name}: {png.stem}") for png in _sample_pngs(r)]
     return "\n\n".join(parts)
 
 
-def section_scaling(runs: list[RunDir], figs: Figures) -> str:
-    parts = ["## Scaling-law fits"]
-    found = [r for r in runs if (r.path / "scaling_fits.json").exists()]
-    if not found:
-        return "\n\n".join(parts + [_not_yet("no scaling_fits.json under outputs/", "ouro run notebooks/scaling_laws.py")])
-    from ouro.analysis.scaling import summary_table
-
-    for r in found:
-        doc = _read_json(r.path / "scaling_fits.json")
-        parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
-        if not isinstance(doc, dict):
-            parts.append("> scaling_fits.json is unreadable.")
-            continue
-        parts.append(f"Form `{doc.get('formula')}`, robust log-space fit on log-binned points; "
-                     f"intervals: bootstrap ({doc.get('n_boot')} refits).\n\n" + summary_table(doc))
-        for run in doc.get("runs", []):
-            ext = run.get("extrapolation") or {}
-            if ext.get("x"):
-                src = _rel(run.get("source", ""))
-                parts.append(f"- `{run['name']}` (`{src}`): extrapolated loss at {run['x']} "
-                             f"{fmt(ext['x'][-1])}: {fmt(ext['median'][-1])} "
-                             f"(prediction band {fmt(ext['lo'][-1])} – {fmt(ext['hi'][-1])})")
-        for s in doc.get("skipped", []):
-            parts.append(f"- skipped `{s.get('source')}`: {s.get('reason')}")
-        for png in ("scaling_fits.png", "scaling_compute.png"):
-            if (r.path / png).exists():
-                parts.append(figs.add(r, r.path / png, png.removesuffix(".png")))
-    return "\n\n".join(parts)
-
-
-def section_embeddings(runs: list[RunDir], figs: Figures) -> str:
-    parts = ["## Embedding analysis"]
-    found = [r for r in runs if (r.path / "embedding_stats.json").exists()]
-    if not found:
-        return "\n\n".join(parts + [_not_yet("no embedding_stats.json under outputs/", "ouro run notebooks/embedding_analysis.py")])
-    for r in found:
-        data = _read_json(r.path / "embedding_stats.json")
-        parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
-        parts.append(render_json_table(data) if data is not None else "> embedding_stats.json is unreadable.")
-        for png in sorted(set(r.path.glob("*.png")) - set(_sample_pngs(r)) - set(r.path.glob("scaling_*.png"))):
-            parts.append(figs.add(r, png, png.stem))
-    return "\n\n".join(parts)
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
+# The report, in order. A new section is a function (ctx) -> Markdown appended here.
+SECTIONS: list[Callable[[Context], str]] = [
+    section_runs, section_curves, section_evaluation, section_model, section_scaling, section_embeddings,
+    section_samples,
+]
 
 
 def build_report(outputs: Path, reports: Path, root: Path) -> str:
-    runs = discover(outputs)
-    figs = Figures(reports)
-    body = [
-        "# ouro — detailed report",
-        "_Generated by `ouro report` from `outputs/`; do not edit by hand — rerun it. "
-        "Each section names the run directory and git commit that produced it._",
-        section_runs(runs),
-        section_model(root),
-        section_training(runs, figs),
-        section_scaling(runs, figs),
-        section_embeddings(runs, figs),
-        section_samples(runs, figs),
-    ]
-    figs.prune()
-    return "\n\n".join(body).rstrip() + "\n"
+    return build(outputs, reports, root)[0]
+
+
+def build(outputs: Path, reports: Path, root: Path) -> tuple[str, list[str]]:
+    """Render every section; copy/draw figures into reports/figures; prune untracked stale
+    ones. Returns (Markdown, tracked stale figures that were kept)."""
+    ctx = Context(discover(outputs), Figures(reports, root), reports, root)
+    body = ["# ouro — detailed report",
+            "_Generated by `ouro report` from `outputs/`; do not edit by hand — rerun it. "
+            "Links are relative to this file; each section names its run directory and git commit._"]
+    body += [section(ctx) for section in SECTIONS]
+    ctx.figs.prune()
+    return "\n\n".join(body).rstrip() + "\n", ctx.figs.kept
 
 
 def main(argv: list[str]) -> int:
     from ouro.run import project_root
 
     root = project_root()
-    p = argparse.ArgumentParser(prog="ouro report", description="Regenerate reports/Detail.md from outputs/.")
-    p.add_argument("--outputs", type=Path, default=root / "outputs")
-    p.add_argument("--reports", type=Path, default=root / "reports")
+    p = argparse.ArgumentParser(prog="ouro report", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--outputs", type=Path, default=root / "outputs", help="where the runs are")
+    p.add_argument("--reports", type=Path, default=root / "outputs" / "report",
+                   help="where Detail.md + figures/ go (reports/ for the committed snapshot)")
     args = p.parse_args(argv)
     args.reports.mkdir(parents=True, exist_ok=True)
-    text = build_report(args.outputs, args.reports, root)
+    text, kept = build(args.outputs, args.reports, root)
     out = args.reports / "Detail.md"
-    tmp = out.with_name(".Detail.md.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    print(f"ouro report: wrote {out} ({len(text.splitlines())} lines)")
+    write_text(out, text)
+    shown = out.resolve().relative_to(Path.cwd().resolve()) if out.resolve().is_relative_to(Path.cwd().resolve()) else out
+    print(f"ouro report: wrote {shown} ({len(text.splitlines())} lines)")
+    for rel in kept:
+        print(f"ouro report: kept {rel}: tracked by git but no longer produced (git rm it if it should go)")
     return 0
 
 

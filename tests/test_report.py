@@ -1,6 +1,7 @@
 """`ouro report` on a fake outputs/ tree built in tmp."""
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
@@ -13,35 +14,55 @@ from ouro.analysis import scaling
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 SHA_RUN = "abcdef1234" + "0" * 30
-SHA_DEMO = "fedcba9876" + "1" * 30
 
 
-def _loss_csv(path, n=50, final=0.4321):
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["timestamp", "epoch", "step", "global_step", "loss", "lr", "grad_norm", "images_per_s", "model_flops_per_s"])
-        for i in range(1, n + 1):
-            loss = final if i == n else 2.0 * i ** -0.5 + 0.4
-            w.writerow([1000.0 + i, 0, i, i * 10, loss, 1e-3, 1.0, 250.0, 250.0 * 6e8])
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real (tiny) `ouro train` run: config.json, loss.csv and metrics.json exactly as the
+    training code writes them, so the report is tested against the real schema."""
+    from ouro.train import preset_config, train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    cfg = preset_config("digits-smoke", out_dir=str(out), steps=6, warmup_steps=2, log_every=1, ckpt_every=6)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, context="random"))
+    train(cfg)
+    return out
+
+
+def _resize(run_dir, dim):
+    """A copy of the real run as if trained at another width (for the compute frontier)."""
+    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg["train"]["model"]["dim"] = dim
+    cfg["train"]["model"]["mlp_dim"] = 2 * dim
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+    m = json.loads((run_dir / "metrics.json").read_text())
+    m["train_flops_per_image"] *= (dim / 32) ** 2
+    (run_dir / "metrics.json").write_text(json.dumps(m))
+    rows = list(csv.DictReader((run_dir / "loss.csv").open()))
+    with (run_dir / "loss.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, rows[0].keys())
+        w.writeheader()
+        for r in rows:  # the wider model is slower per step but reaches lower loss
+            w.writerow({**r, "loss": float(r["loss"]) * 0.7})
 
 
 @pytest.fixture
-def tree(tmp_path):
+def tree(tmp_path, trained):
     out = tmp_path / "outputs"
     demo = out / "demo"
-    demo.mkdir(parents=True)
-    _loss_csv(demo / "loss.csv")
-    (demo / "metrics.json").write_text(json.dumps({"fid_proxy": 12.5, "classifier_accuracy": 0.875, "git_commit": SHA_DEMO}))
-    (demo / "samples.png").write_bytes(PNG)
+    shutil.copytree(trained, demo, ignore=shutil.ignore_patterns("checkpoints"))
     (demo / "sweep.md").write_text("| steps | CFG | accuracy |\n|---:|---:|---:|\n| 4 | 3 | 0.975 |\n")
-    (demo / "checkpoints" / "step_10").mkdir(parents=True)
-    (demo / "checkpoints" / "step_10" / "metrics.json").write_text("{}")  # not a run of its own
+    (demo / "checkpoints" / "step_6").mkdir(parents=True)
+    (demo / "checkpoints" / "step_6" / "metrics.json").write_text("{}")  # not a run of its own
+    shutil.copytree(trained, out / "wide", ignore=shutil.ignore_patterns("checkpoints"))  # an `ouro train` run
+    _resize(out / "wide", 64)
 
     sl = out / "runs" / "scaling-1"
     sl.mkdir(parents=True)
     doc, sf, cf = scaling.fit_files([demo / "loss.csv"], n_boot=20, progress=False)
     scaling.write_fits(sl, doc, sf, cf)
     _run_json(sl, "scaling_laws.py", "completed")
+    (sl / "scaling_laws.ipynb").write_text("{}")
 
     emb = out / "runs" / "emb"
     emb.mkdir()
@@ -54,7 +75,8 @@ def tree(tmp_path):
     smp.mkdir()
     (smp / "samples_cfg3.png").write_bytes(PNG + b"cfg3")
     (smp / "sampling.json").write_text(json.dumps({"run_dir": "outputs/demo", "step": 1500, "method": "euler", "sample_steps": 32,
-        "results": [{"cfg_scale": 3.0, "grid": "samples_cfg3.png", "accuracy": 0.93, "frechet": 4.25, "accuracy_per_class": {"0": 1.0}}]}))
+        "results": [{"cfg_scale": 3.0, "grid": "samples_cfg3.png", "accuracy": 0.93, "frechet": 4.25,
+                     "accuracy_per_class": {"0": 1.0, "1": 0.5}}]}))
     _run_json(smp, "sampling.py", "completed")
 
     # run.json in outputs/runs/emb-byhand, artefacts in outputs/emb-out (ouro run -p out_dir ...)
@@ -75,6 +97,7 @@ def tree(tmp_path):
 def _run_json(d, notebook, status, error=None):
     (d / "run.json").write_text(json.dumps({
         "notebook": f"/repo/notebooks/{notebook}", "status": status, "error": error,
+        "executed_notebook": notebook.replace(".py", ".ipynb"),
         "git": {"commit": SHA_RUN, "dirty": False}, "start_time": "2026-01-01T00:00:00+00:00", "end_time": "2026-01-01T00:01:00+00:00"}))
 
 
@@ -91,79 +114,141 @@ def test_report_contents(tree):
     from ouro.model import PRESETS, param_count
 
     text = _build(tree, tree)
+    demo_m = json.loads((tree / "outputs/demo/metrics.json").read_text())
+    sha = demo_m["git"]["commit"]
+    # one runs table: every run, whatever started it, with config deltas and headline numbers
+    runs = _section(text, "Runs")
+    row = {ln.split("|")[1].strip(): ln for ln in runs.splitlines() if ln.startswith("| `")}
+    assert set(row) == {"`demo`", "`wide`", "`emb-out`", "`broken`", "`emb`", "`emb-byhand`", "`sampling-1`", "`scaling-1`"}
+    assert "`ouro demo`" in row["`demo`"] and "`ouro train`" in row["`wide`"] and "notebook `sampling.py`" in row["`sampling-1`"]
+    assert "`digits-smoke`" in row["`demo`"] and "`steps=6`" in row["`demo`"] and "`data.context=random`" in row["`demo`"]
+    assert "`model.dim=64`" in row["`wide`"] and "D64×d1" in row["`wide`"]
+    assert f"{demo_m['final_loss']:.4g}" in row["`demo`"] and "6/6" in row["`demo`"]
+    assert f"{demo_m['eval']['accuracy']:.3f}" in row["`demo`"] and sha[:10] in row["`demo`"]
+    # relative links only: to the run directory and to the executed notebook
+    assert "[outputs/demo](../outputs/demo)" in row["`demo`"]  # Detail.md is in reports/
+    assert "[executed](../outputs/runs/scaling-1/scaling_laws.ipynb)" in row["`scaling-1`"]
+    assert str(tree) not in text
+    assert "`broken` failed: cell 4: ValueError: lr must be > 0" in runs
+    # overlaid loss curves (step and FLOPs) drawn by the report itself
+    assert "figures/loss_curves.png" in _section(text, "Loss curves")
+    # per-class accuracy folded into one line, sweep kept
+    quality = _section(text, "Sample quality")
+    assert "Per class: 0:" in quality and "| 4 | 3 | 0.975 |" in quality
+    assert "| 3 | 0.930 | 4.25 | 0:1.00 1:0.50 |" in _section(text, "Samples")
     # model spec comes from the model's own accounting
     spec = _section(text, "Model specification")
     for name, cfg in PRESETS.items():
         assert f"| `{name}` |" in spec and f"{param_count(cfg) / 1e6:.2f} M" in spec
-    # training: numbers read from loss.csv and metrics.json, with provenance
-    train = _section(text, "Training runs")
-    assert "### `demo`" in train and "0.4321" in train and "250" in train and "0.15" in train  # 250*6e8 = 0.15 TFLOP/s
-    assert "Sampler sweep" in train and "| 4 | 3 | 0.975 |" in train
-    assert "12.5" in train and "0.875" in train and f"commit `{SHA_DEMO[:10]}`" in train
-    assert "Not yet run" in train and "notebooks/training.py" in train  # no notebook training run
-    assert "scaling-1" not in train and "checkpoints" not in text
-    # scaling fits: table from the JSON, figure copied and linked
-    fits = _section(text, "Scaling-law fits")
+    # scaling: the frontier across the two sizes, single-run fits kept (steps only)
+    scal = _section(text, "Scaling")
+    assert "runs of 2 sizes" in scal and "figures/compute_frontier.png" in scal
     b = json.loads((tree / "outputs/runs/scaling-1/scaling_fits.json").read_text())["runs"][0]["params"]["b"]
-    assert f"{b:.4g}" in fits and f"commit `{SHA_RUN[:10]}`" in fits and "`scaling_laws.py` via `ouro run`" in fits
-    # embeddings: generic table of the stats JSON + figures
+    assert f"{b:.4g}" in scal and "| flops |" not in scal
+    # embeddings: generic table of the stats JSON + figures, provenance inherited from run.json
     emb = _section(text, "Embedding analysis")
     assert "0.3141" in emb and "| dogs | 0.61 | 0.22 |" in emb
-    assert "From run `emb-out` (`outputs/emb-out`, `embedding_analysis.py` via `ouro run`, commit `abcdef1234`)" in emb
-    # failed runs are listed with the failing cell
-    runs = _section(text, "Runs")
-    assert "| `broken` | `training.py` | failed |" in runs and "cell 4: ValueError: lr must be > 0" in runs
-    # every linked figure exists next to the report
+    assert "From run `emb-out` (`outputs/emb-out`, notebook `embedding_analysis.py`, commit `abcdef1234`)" in emb
+    # every linked figure exists next to the report; the checkpoint tree is not a run
     links = re.findall(r"\]\((figures/[^)]+)\)", text)
-    assert len(links) == 4 and all((tree / "reports" / link).exists() for link in links)
-    samples = _section(text, "Sample grids")
-    assert "figures/demo--samples.png" in samples and "figures/sampling-1--samples_cfg3.png" in samples
-    assert "| 3 | samples_cfg3.png | 0.93 | 4.25 |" in samples and "Checkpoint step 1,500 of `outputs/demo`" in samples
+    assert len(links) == len(set(links)) >= 6 and all((tree / "reports" / link).exists() for link in links)
+    assert "step_6" not in text
+
+
+def test_log_axis_ticks_read_normally(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ouro.report_figures import plain_log_ticks
+
+    fig, ax = plt.subplots()
+    ax.plot([10, 1e6], [0.3, 1.9])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain_log_ticks(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text()]
+    assert labels and all("times" not in lb and "×" not in lb and "$" not in lb for lb in labels), labels
+    assert {"0.3", "1"} <= set(labels)
+    assert "1e+06" in [t.get_text() for t in ax.get_xticklabels()]
+    plt.close(fig)
+
+
+def test_frontier_needs_two_sizes_and_flags_bounds():
+    from ouro.analysis.frontier import SizedCurve, fit_frontier, on_bound
+
+    f = np.geomspace(1e9, 1e12, 40)
+    small = SizedCurve("small", 1_000, f, 3.0 * (f / 1e9) ** -0.3 + 0.5)
+    assert fit_frontier([small])["fit"] is None and "two model sizes" in fit_frontier([small])["reason"]
+    big = SizedCurve("big", 8_000, f * 8, 2.0 * (f / 1e9) ** -0.3 + 0.3)
+    out = fit_frontier([small, big], n_boot=10)
+    ys = [p[1] for p in out["points"]]
+    assert out["fit"] is not None and ys == sorted(ys, reverse=True)  # the envelope never rises
+    assert set(out["runs_on_frontier"]) == {"small", "big"}
+    assert on_bound({"a": 1.0, "b": 0.4, "c": 2e-16}, 0.5) == ["c"]
+    assert on_bound({"a": 1.0, "b": 4.0, "c": 0.2}, 0.5) == ["b"] and on_bound({"a": 1, "b": 0.5, "c": 0.2}, 0.5) == []
 
 
 def test_idempotent_and_no_stale_numbers(tree):
     a = _build(tree, tree)
-    figs_a = sorted(p.name for p in (tree / "reports/figures").iterdir())
+    files_a = {p.name: p.read_bytes() for p in (tree / "reports/figures").iterdir()}
     assert _build(tree, tree) == a
-    assert sorted(p.name for p in (tree / "reports/figures").iterdir()) == figs_a
+    assert {p.name: p.read_bytes() for p in (tree / "reports/figures").iterdir()} == files_a  # drawn figures too
     # remove artefacts: their sections say "not yet run", their figures go
     shutil.rmtree(tree / "outputs/runs/scaling-1")
     shutil.rmtree(tree / "outputs/runs/sampling-1")
     (tree / "outputs/demo/samples.png").unlink()
     b = _build(tree, tree)
-    assert "Not yet run" in _section(b, "Scaling-law fits") and "Not yet run" in _section(b, "Sample grids")
+    assert "Not yet run" in _section(b, "Scaling") and "0.930" not in b and "sampling-1" not in b
     assert not (tree / "reports/figures/demo--samples.png").exists()
     assert not list((tree / "reports/figures").glob("scaling-1--*"))
-    assert "0.93" not in b and "sampling-1" not in b
+
+
+def test_never_deletes_tracked_figures(tree, capsys, monkeypatch):
+    import subprocess
+
+    monkeypatch.setenv("OURO_ROOT", str(tree))
+    _build(tree, tree)
+    subprocess.run(["git", "init", "-q", str(tree)], check=True)
+    subprocess.run(["git", "-C", str(tree), "add", "reports"], check=True)
+    shutil.rmtree(tree / "outputs/runs/sampling-1")
+    (tree / "reports/figures/untracked--old.png").write_bytes(PNG)
+    assert report.main(["--outputs", str(tree / "outputs"), "--reports", str(tree / "reports")]) == 0
+    assert (tree / "reports/figures/sampling-1--samples_cfg3.png").exists()  # tracked: kept, named
+    assert not (tree / "reports/figures/untracked--old.png").exists()  # untracked and stale: removed
+    assert "kept reports/figures/sampling-1--samples_cfg3.png" in capsys.readouterr().out
 
 
 def test_empty_and_unreadable_outputs_do_not_crash(tmp_path):
     text = _build(tmp_path, tmp_path)
-    for title in ("Training runs", "Scaling-law fits", "Embedding analysis", "Sample grids", "Runs"):
+    for title in ("Runs", "Loss curves", "Sample quality", "Scaling", "Embedding analysis", "Samples"):
         assert "Not yet run" in _section(text, title), title
     d = tmp_path / "outputs/runs/x"
     d.mkdir(parents=True)
     (d / "embedding_stats.json").write_text("{not json")
     (d / "scaling_fits.json").write_text("[1, 2")
+    (d / "metrics.json").write_text("[")
     text = _build(tmp_path, tmp_path)
     assert "embedding_stats.json is unreadable" in text and "scaling_fits.json is unreadable" in text
     assert "commit not recorded" in text
 
 
-def test_main_writes_detail_md(tree, monkeypatch, capsys):
+def test_main_writes_detail_md_by_default_under_outputs(tree, monkeypatch, capsys):
     monkeypatch.setenv("OURO_ROOT", str(tree))
-    assert report.main(["--outputs", str(tree / "outputs"), "--reports", str(tree / "reports")]) == 0
-    first = (tree / "reports/Detail.md").read_text()
-    assert first.startswith("# ouro — detailed report")
-    assert report.main(["--outputs", str(tree / "outputs"), "--reports", str(tree / "reports")]) == 0
-    assert (tree / "reports/Detail.md").read_text() == first
-    assert not list((tree / "reports").glob(".*tmp*"))
+    assert report.main([]) == 0
+    first = (tree / "outputs/report/Detail.md").read_text()
+    assert first.startswith("# ouro — detailed report") and not (tree / "reports/Detail.md").exists()
+    assert "report" not in _section(first, "Runs").split("|")[1::15]  # the report is not a run
+    assert report.main([]) == 0
+    assert (tree / "outputs/report/Detail.md").read_text() == first
+    assert not list((tree / "outputs/report").glob(".*tmp*"))
 
 
 def test_render_json_table_handles_lists_of_records():
     out = report.render_json_table({"neighbours": [{"query": "dog", "nearest": "puppy", "cos": 0.9}], "n": 3})
     assert "| query | nearest | cos |" in out and "| dog | puppy | 0.9 |" in out and "| n | 3 |" in out
-    assert np.isfinite(0.0)
 
 
 def test_render_nested_stats_with_paths_and_neighbour_lists():

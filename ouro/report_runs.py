@@ -1,0 +1,174 @@
+"""What `ouro report` knows about one run directory: discovery, provenance, config, curves.
+
+A run is any directory under outputs/ holding a marker artefact, whatever started it:
+`ouro train` (config.json + loss.csv + metrics.json), `ouro demo` (the same in outputs/demo),
+`ouro run` (run.json + the executed notebook + whatever the notebook wrote).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# A directory is a run if it holds one of these (checkpoint trees and the like are not).
+MARKERS = ("run.json", "loss.csv", "metrics.json", "config.json", "scaling_fits.json", "embedding_stats.json")
+SKIP = ("report", "bench")  # outputs/report is the report itself; benchmarks have their own JSON
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclasses.dataclass
+class RunDir:
+    name: str
+    path: Path
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)  # run.json, if any
+    shown: str = ""  # path relative to the project: reports never print /home/...
+
+    @property
+    def commit(self) -> str:
+        git = self.record.get("git") or (self.metrics or {}).get("git") or {}
+        sha = git.get("commit") if isinstance(git, dict) else None
+        if not sha:
+            return "commit not recorded"
+        return f"commit `{sha[:10]}`" + (" (uncommitted changes)" if git.get("dirty") else "")
+
+    @property
+    def started_by(self) -> str:
+        if self.record.get("notebook"):
+            return f"notebook `{Path(self.record['notebook']).name}`"
+        if self.name == "demo":
+            return "`ouro demo`"
+        return "`ouro train`" if self.config else "?"
+
+    @property
+    def provenance(self) -> str:
+        return f"run `{self.name}` (`{self.shown}`, {self.started_by}, {self.commit})"
+
+    @functools.cached_property
+    def metrics(self) -> dict | None:
+        m = read_json(self.path / "metrics.json")
+        return m if isinstance(m, dict) else None
+
+    @functools.cached_property
+    def config(self) -> dict | None:
+        """config.json's training config (as `ouro train` writes it), or None."""
+        c = read_json(self.path / "config.json")
+        return c.get("train") if isinstance(c, dict) and isinstance(c.get("train"), dict) else None
+
+    @functools.cached_property
+    def loss(self) -> dict[str, np.ndarray] | None:
+        """loss.csv as columns (global_step, loss, lr, images_per_s, ...), or None."""
+        try:
+            with (self.path / "loss.csv").open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            return None
+        if not rows:
+            return None
+
+        def col(name: str) -> np.ndarray:
+            return np.array([_float(r.get(name)) for r in rows])
+
+        step = col("global_step") if "global_step" in rows[0] else col("step")
+        return {"step": step, **{k: col(k) for k in rows[0] if k not in ("global_step", "step")}}
+
+    @property
+    def train_flops_per_image(self) -> float | None:
+        v = (self.metrics or {}).get("train_flops_per_image")
+        if isinstance(v, (int, float)) and v > 0:
+            return float(v)
+        ratio = self.loss["model_flops_per_s"] / self.loss["images_per_s"] if self.loss and "images_per_s" in self.loss else []
+        ratio = ratio[np.isfinite(ratio) & (ratio > 0)] if len(ratio) else ratio
+        return float(np.median(ratio)) if len(ratio) else None
+
+    @property
+    def flops(self) -> np.ndarray | None:
+        """Cumulative training FLOPs at each loss.csv row (step x batch x FLOPs/image)."""
+        per_image, batch = self.train_flops_per_image, (self.config or {}).get("batch_size")
+        if self.loss is None or not per_image or not batch:
+            return None
+        return self.loss["step"] * batch * per_image
+
+    @functools.cached_property
+    def params(self) -> int | None:
+        """Model parameter count from config.json's model fields (None if not an XUT config)."""
+        model = (self.config or {}).get("model")
+        if not isinstance(model, dict):
+            return None
+        try:
+            from ouro.model import XUTConfig, param_count
+
+            return int(param_count(XUTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})))
+        except Exception:  # noqa: BLE001 - another family's config: its size is simply unknown here
+            return None
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def discover(outputs: Path) -> list[RunDir]:
+    """outputs/demo first, then other outputs/<name>/ runs, then outputs/runs/<name> and
+    per-host outputs/runs/<name>/<host>; each group sorted by name."""
+    def has_marker(d: Path) -> bool:
+        return any((d / m).is_file() for m in MARKERS)
+
+    runs = []
+    if (outputs / "demo").is_dir() and has_marker(outputs / "demo"):
+        runs.append(RunDir("demo", outputs / "demo", read_json(outputs / "demo" / "run.json") or {}, "outputs/demo"))
+    if outputs.is_dir():
+        for d in sorted(p for p in outputs.iterdir() if p.is_dir() and p.name not in ("demo", "runs", *SKIP) and has_marker(p)):
+            runs.append(RunDir(d.name, d, read_json(d / "run.json") or {}, f"outputs/{d.name}"))
+    base = outputs / "runs"
+    if base.is_dir():
+        dirs = sorted({p.parent for m in MARKERS for p in [*base.glob(f"*/{m}"), *base.glob(f"*/*/{m}")]})
+        for d in dirs:
+            name = d.relative_to(base).as_posix()
+            runs.append(RunDir(name, d, read_json(d / "run.json") or {}, f"outputs/runs/{name}"))
+    # `ouro run -p out_dir X` leaves run.json in outputs/runs/<name> and the artefacts in X:
+    # give X the record, so its sections still name the notebook and commit.
+    by_out = {}
+    for r in runs:
+        out_dir = (r.record.get("parameters") or {}).get("out_dir")
+        if out_dir:
+            p = Path(out_dir)
+            by_out[(p if p.is_absolute() else outputs.parent / p).resolve()] = r.record
+    for r in runs:
+        if not r.record and r.path.resolve() in by_out:
+            r.record = by_out[r.path.resolve()]
+    return runs
+
+
+def closest_preset(train: dict) -> tuple[str | None, list[str]]:
+    """The training preset this config differs least from, and the differing keys as
+    `key=value` (the deltas that matter; paths and the name are left out)."""
+    from ouro.config_doc import fields
+    from ouro.train.config import PRESETS, from_dict, preset_config
+
+    try:
+        cfg = from_dict(train)
+    except Exception:  # noqa: BLE001 - a config from another version of ouro
+        return None, []
+    mine = {k: v for k, _, v, _ in fields(cfg)}
+    best: tuple[str | None, list[str]] = (None, [])
+    for name in PRESETS:
+        ref = {k: v for k, _, v, _ in fields(preset_config(name))}
+        delta = [f"{k}={v.strip(chr(39))}" for k, v in mine.items()  # as typed on the CLI: no quotes
+                 if ref.get(k) != v and k not in ("name", "out_dir", "ckpt_dir", "model.name")]
+        if best[0] is None or len(delta) < len(best[1]):
+            best = (name, delta)
+    return best
