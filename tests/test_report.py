@@ -155,6 +155,16 @@ def test_report_contents(tree):
     assert "step_6" not in text
 
 
+def test_the_real_run_logged_eval_scores_and_samples_to_tensorboard(trained):
+    from ouro.train.metrics import read_events
+
+    m = json.loads((trained / "metrics.json").read_text())
+    values = [v for e in read_events(trained / "tensorboard") for v in e.summary.value]
+    acc = [v.simple_value for v in values if v.tag == "eval/accuracy"]
+    assert acc == [pytest.approx(m["eval"]["accuracy"])]
+    assert [v.tag for v in values if v.HasField("image")] == ["samples"]
+
+
 def test_log_axis_ticks_read_normally(tmp_path):
     import matplotlib
 

@@ -70,7 +70,8 @@ class TrainConfig:
     keep_ckpts: int = 3  # keep the last K step checkpoints (epoch-end ones are always kept)
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network; WANDB_MODE wins
+    tensorboard: bool = True  # event files in out_dir/tensorboard (`tensorboard --logdir outputs/`)
     progress: bool = True  # tqdm bar
     eval_samples: bool = True  # sample a grid + score it at the end (digits)
 

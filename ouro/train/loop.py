@@ -20,7 +20,7 @@ from ouro.run import git_commit
 from ouro.train.checkpoint import Checkpointer, StopFlag
 from ouro.train.config import validate
 from ouro.train.inputs import make_input
-from ouro.train.metrics import CSVLog, WandB, write_json
+from ouro.train.metrics import CSVLog, Sinks, write_json
 from ouro.train.optim import lr_rules, reference_lr
 from ouro.train.step import ModelFactory, build_trainer, read_and_reset_acc
 
@@ -76,7 +76,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         state = trainer.make_state()
     step = int(jax.device_get(state["step"]))
     csv_log = CSVLog(out / "loss.csv", resume_step=step) if is_main else None
-    wandb = WandB(cfg, out, config_json) if is_main else None
+    sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
     flops_img = model_train_flops(cfg.model, cfg)
     steps_per_epoch = data.steps_per_epoch
 
@@ -101,7 +101,8 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
                "model_flops_per_s": f"{ips * flops_img:.4g}"}
         if csv_log is not None:
             csv_log.write(row)
-            wandb.log({"loss": m["loss"], "grad_norm": m["grad_norm"], "images_per_s": ips,
+            sinks.log({"loss": m["loss"], "lr": reference_lr(cfg, step - 1, dim), "grad_norm": m["grad_norm"],
+                       "images_per_s": ips, "model_flops_per_s": ips * flops_img,
                        **{f"loss_t{i}": v for i, v in enumerate(m["loss_t_bins"])}}, step)
         return {**m, "images_per_s": ips}
 
@@ -166,7 +167,11 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
 
         summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)
     ckpt.close()
-    wandb and wandb.finish()
+    if sinks is not None:
+        if "eval" in summary:
+            sinks.log({f"eval/{k}": v for k, v in summary["eval"].items() if isinstance(v, (int, float))}, step)
+            sinks.image("samples", out / "samples.png", step)
+        sinks.finish()
     if is_main:
         write_json(out / "metrics.json", summary)
     return summary

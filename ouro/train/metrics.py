@@ -1,25 +1,29 @@
-"""Metric sinks: loss.csv always (resumable), Weights & Biases only when enabled."""
+"""Metric sinks: loss.csv always (resumable); TensorBoard and Weights & Biases when enabled.
+
+`Sinks` fans one call out to every enabled sink: scalars (loss, lr, grad norm, images/s,
+per-t-bin losses, eval scores) and images (sample grids).
+
+W&B mode, in order of precedence: `wandb=false` -> no W&B at all; else the WANDB_MODE
+environment variable (set per machine or job: `WANDB_MODE=disabled` writes nothing, not even
+an offline run); else the config's `wandb_mode` (default "offline": no network).
+The W&B run is named after the run (out_dir's folder, e.g. `outputs/runs/big` -> "big") and
+grouped by the config name (the preset), so reruns of one preset stay apart.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from ouro.fileio import write_json, write_text  # noqa: F401 - write_json re-exported for the loop
 
 COLUMNS = ("timestamp", "epoch", "step", "global_step", "loss", "lr", "grad_norm",
            "images_per_s", "model_flops_per_s")
-
-
-def write_json(path: str | Path, payload: Any) -> None:
-    """Atomic JSON write (temp name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+WANDB_MODES = ("offline", "online", "disabled")
 
 
 class CSVLog:
@@ -33,12 +37,13 @@ class CSVLog:
         if self.path.exists() and resume_step > 0:
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= resume_step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, self.columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, self.path)
+        import io
+
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, self.columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        write_text(self.path, buf.getvalue())
 
     def write(self, row: dict[str, Any]) -> None:
         row = {"timestamp": f"{time.time():.3f}", **row}
@@ -51,34 +56,114 @@ def read_csv(path: str | Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
 
 
-class WandB:
-    """Optional W&B run; offline unless the config says otherwise (no network here)."""
+def run_name(cfg: Any) -> str:
+    """The run's own name: its out_dir's folder (the preset is cfg.name)."""
+    return Path(str(cfg.out_dir).rstrip("/")).name or cfg.name
 
-    def __init__(self, cfg: Any, out_dir: Path, config: dict):
-        self.run = None
-        if not cfg.wandb or cfg.wandb_mode == "disabled":
-            return
+
+def wandb_mode(cfg: Any, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The W&B mode this run uses, or None for no W&B (see the module docstring)."""
+    if not cfg.wandb:
+        return None
+    env = environ.get("WANDB_MODE", "").strip().lower()
+    if env == "dryrun":  # W&B's old name for offline
+        env = "offline"
+    mode = env if env in WANDB_MODES else cfg.wandb_mode
+    return None if mode == "disabled" else mode
+
+
+def _png(path: Path):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+
+
+class WandB:
+    """One W&B run per ouro run; a resumed (preempted) run appends to the same history."""
+
+    def __init__(self, cfg: Any, out_dir: Path, config: dict, mode: str):
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        # one W&B run per ouro run: the id lives beside the checkpoints, so a resumed
-        # (preempted) run appends to the same W&B history instead of starting a new one
-        id_file = Path(out_dir) / "wandb_id.txt"
-        if id_file.exists():
-            run_id = id_file.read_text().strip()
-        else:
-            run_id = uuid.uuid4().hex[:12]
-            tmp = id_file.with_name(id_file.name + ".tmp")
-            tmp.write_text(run_id)
-            os.replace(tmp, id_file)
+        id_file = Path(out_dir) / "wandb_id.txt"  # beside the checkpoints
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
+        write_text(id_file, run_id)
         self.run_id = run_id
-        self.run = wandb.init(project=cfg.wandb_project, name=cfg.name, dir=str(out_dir), id=run_id,
-                              mode=cfg.wandb_mode, config=config, resume="allow")
+        self.run = wandb.init(project=cfg.wandb_project, name=run_name(cfg), group=cfg.name, dir=str(out_dir),
+                              id=run_id, mode=mode, config=config, resume="allow")
 
-    def log(self, row: dict[str, Any], step: int) -> None:
-        if self.run is not None:
-            self.run.log(row, step=step)
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        self.run.log(scalars, step=step)
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        import wandb
+
+        self.run.log({tag: wandb.Image(str(path))}, step=step)
 
     def finish(self) -> None:
-        if self.run is not None:
-            self.run.finish()
+        self.run.finish()
+
+
+class TensorBoard:
+    """Event files in out_dir/tensorboard/ (tensorboardX): `tensorboard --logdir outputs/`."""
+
+    def __init__(self, out_dir: Path):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(Path(out_dir) / "tensorboard"), flush_secs=30)
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, v, step)
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        self.writer.add_image(tag, _png(path), step, dataformats="HWC")
+
+    def finish(self) -> None:
+        self.writer.close()
+
+
+def read_events(logdir: str | Path) -> list:
+    """Every Event in the TensorBoard files under logdir, in order (no TensorBoard needed):
+    TFRecord framing is (u64 length, u32 crc, payload, u32 crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    events = []
+    for path in sorted(Path(logdir).rglob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i + 12 <= len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            ev = event_pb2.Event()
+            ev.ParseFromString(data[i + 12:i + 12 + n])
+            events.append(ev)
+            i += 12 + n + 4
+    return events
+
+
+class Sinks:
+    """Every enabled sink behind one interface (none enabled: calls are no-ops)."""
+
+    def __init__(self, cfg: Any, out_dir: Path, config: dict, environ: Mapping[str, str] = os.environ):
+        self.sinks: list[Any] = []
+        if getattr(cfg, "tensorboard", False):
+            self.sinks.append(TensorBoard(out_dir))
+        mode = wandb_mode(cfg, environ)
+        if mode is not None:
+            self.sinks.append(WandB(cfg, out_dir, config, mode))
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        for s in self.sinks:
+            s.log(scalars, step)
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        if Path(path).exists():
+            for s in self.sinks:
+                s.image(tag, Path(path), step)
+
+    def finish(self) -> None:
+        for s in self.sinks:
+            s.finish()
