@@ -8,9 +8,17 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean lab report gemma-env gemma-parity
 
-setup: $(STAMP)
+# JupyterLab opens the percent .py notebooks as notebooks (jupytext viewer) with no
+# environment variable: the repo's lab settings are installed into the venv's config dir.
+LABCONFIG := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
+
+setup: $(STAMP) $(LABCONFIG)
+
+$(LABCONFIG): .jupyter/labconfig/default_setting_overrides.json $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +35,13 @@ test: setup
 
 bench: setup
 	$(PY) -m ouro.bench
+
+lab: setup
+	$(VENV)/bin/jupyter lab
+
+# The committed report snapshot (plain `ouro report` writes outputs/report/, git-ignored).
+report: setup
+	$(VENV)/bin/ouro report --reports reports
 
 clean:
 	rm -rf outputs/bench outputs/demo

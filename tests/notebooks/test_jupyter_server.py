@@ -1,8 +1,10 @@
 """JupyterLab opens the percent .py files as notebooks: a real `jupyter lab` on a loopback
-port, with the repository's .jupyter/ config, serves them through the contents API."""
+port, started WITHOUT JUPYTER_CONFIG_PATH (the lab settings `make setup` installs into the
+venv), serves them through the contents API, and saving one rewrites nothing in the .py."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,9 +25,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(base, path):
-    req = urllib.request.Request(base + path, headers={"Authorization": f"token {TOKEN}"})
-    with urllib.request.urlopen(req, timeout=20) as r:
+def _get(base, path, method="GET", body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read())
 
 
@@ -33,9 +37,14 @@ def _get(base, path):
 def lab(tmp_path_factory):
     port = _free_port()
     runtime = tmp_path_factory.mktemp("jupyter-runtime")
-    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(ROOT / ".jupyter"), JUPYTER_RUNTIME_DIR=str(runtime))
+    # a copy of the notebooks + jupytext.toml: the save test must not touch the checkout
+    root = tmp_path_factory.mktemp("lab-root")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
+    shutil.copy(ROOT / "jupytext.toml", root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_")}
+    env.update(JUPYTER_RUNTIME_DIR=str(runtime), HOME=str(runtime))  # no ~/.jupyter either
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={ROOT}", "--ServerApp.open_browser=False"]
+           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(runtime / "lab.log", "w")
@@ -51,7 +60,7 @@ def lab(tmp_path_factory):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"jupyter lab did not start:\n{(runtime / 'lab.log').read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield base
+        yield base, root
     finally:
         proc.terminate()
         try:
@@ -62,6 +71,7 @@ def lab(tmp_path_factory):
 
 
 def test_py_notebook_arrives_as_notebook_with_cells(lab):
+    lab, _ = lab
     py = ROOT / "notebooks" / "scaling_laws.py"
     model = _get(lab, "/api/contents/notebooks/scaling_laws.py?type=notebook&content=1")
     assert model["type"] == "notebook" and model["format"] == "json"
@@ -69,13 +79,33 @@ def test_py_notebook_arrives_as_notebook_with_cells(lab):
     expected = jupytext.read(py).cells
     assert [(c["cell_type"], c["source"].strip()) for c in cells] == [(c.cell_type, c.source.strip()) for c in expected]
     assert sum("parameters" in c["metadata"].get("tags", []) for c in cells) == 1
-    assert model["content"]["metadata"]["jupytext"]["formats"] == "ipynb,py:percent"
+    assert model["content"]["metadata"]["kernelspec"]["language"] == "python"  # opens with a kernel
     # listed as a notebook in the file browser too, not as a text file
     listing = _get(lab, "/api/contents/notebooks?content=1")
     kinds = {e["name"]: e["type"] for e in listing["content"]}
     assert kinds["scaling_laws.py"] == "notebook"
 
 
+def test_saving_in_lab_rewrites_nothing_in_the_py(lab):
+    """Save as JupyterLab does (PUT the model it holds, with its session metadata and an
+    output): the .py is byte-identical, the outputs land in the git-ignored .ipynb."""
+    lab, root = lab
+    py = root / "notebooks" / "training.py"
+    before = py.read_bytes()
+    model = _get(lab, "/api/contents/notebooks/training.py?type=notebook&content=1")
+    nb = model["content"]
+    nb["metadata"]["kernelspec"]["display_name"] = "Python 3 (ipykernel)"
+    nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.2"}
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["metadata"].update(trusted=True, execution={"iopub.status.busy": "2026-01-01T00:00:00Z"})
+    code.update(execution_count=1, outputs=[{"output_type": "stream", "name": "stdout", "text": "hello\n"}])
+    _get(lab, "/api/contents/notebooks/training.py", "PUT", {"type": "notebook", "format": "json", "content": nb})
+    assert py.read_bytes() == before
+    paired = json.loads((root / "notebooks" / "training.ipynb").read_text())
+    assert any(c.get("outputs") for c in paired["cells"])
+
+
 def test_lab_opens_py_with_jupytext_notebook_by_default(lab):
+    lab, _ = lab
     plugin = _get(lab, "/lab/api/settings/@jupyterlab/docmanager-extension:plugin")
     assert plugin["schema"]["properties"]["defaultViewers"]["default"]["python"] == "Jupytext Notebook"
