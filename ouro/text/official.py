@@ -10,7 +10,9 @@ The official tree (bf16) is keyed like
   transformer/layer_{i}/{pre,post}_attention_norm/scale, {pre,post}_ffw_norm/scale  (D,)
   transformer/layer_{i}/mlp/gating_einsum/w       (2, F, D)   [gate, up]
   transformer/layer_{i}/mlp/linear/w              (F, D)
-either nested or with "/"-joined keys. ouro's Gemma3 uses the same names and layouts,
+either nested or with "/"-joined keys, with or without the "transformer" level (the gemma
+library's `gm.ckpts.save_params` writes the tree of `gm.nn.Gemma3_*` without it, and with
+the MLP einsums as bare leaves: `mlp/gating_einsum`, `mlp/linear`). ouro's Gemma3 uses the same names and layouts,
 with layers stacked on axis 0 and the leading "_" of the q/k norms dropped, so the
 mapping is a rename plus a stack; scales keep the official offset convention.
 """
@@ -60,6 +62,11 @@ def official_to_params(tree: Mapping[str, Any], cfg: GemmaConfig = GemmaConfig()
     flat = flatten(tree)
     if flat and all(k.startswith("params/") for k in flat):  # some savers wrap everything in "params"
         flat = {k[len("params/"):]: v for k, v in flat.items()}
+    if flat and not any(k.startswith("transformer/") for k in flat):
+        # the gemma library's own tree (gm.ckpts.save_params of gm.nn.Gemma3_*): no "transformer" level
+        flat = {f"transformer/{k}": v for k, v in flat.items()}
+    # the library's MLP einsums are bare leaves (mlp/gating_einsum), older trees end in /w
+    flat = {f"{k}/w" if k.endswith(("mlp/gating_einsum", "mlp/linear")) else k: v for k, v in flat.items()}
 
     def get(name: str) -> np.ndarray:
         if name not in flat:

@@ -44,6 +44,14 @@ def unflatten(template: Any, flat: dict[str, Any]) -> Any:
     return jax.tree_util.tree_unflatten(treedef, [flat[k] for k in keys])
 
 
+def epoch_keep_interval(steps_per_epoch: int, keep_every_steps: int) -> int:
+    """Steps between permanent epoch-end checkpoints: the first whole number of epochs that
+    spans keep_every_steps (0: every epoch). An 11-step digits epoch with the 10,000 default
+    keeps one every 10,010 steps, not 73 of them in an 800-step run."""
+    spe = max(1, int(steps_per_epoch))
+    return spe * max(1, -(-int(keep_every_steps) // spe))
+
+
 class Checkpointer:
     """Thin wrapper over ocp.CheckpointManager for our (state, meta) pair."""
 

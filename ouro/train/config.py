@@ -67,7 +67,8 @@ class TrainConfig:
     t_schedule: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 / HDM
     log_every: int = 50  # host sync + CSV row every N steps (not every step)
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
-    keep_ckpts: int = 3  # keep the last K step checkpoints (epoch-end ones are always kept)
+    keep_ckpts: int = 3  # keep the last K step checkpoints (+ the permanent epoch-end ones below)
+    keep_every_steps: int = 10_000  # epoch ends kept for good at most this often (Ouroboros: 10k-step epochs); 0: every epoch
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network; WANDB_MODE wins
@@ -150,6 +151,7 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     _check(cfg.log_every > 0, "log_every", "must be positive")
     _check(cfg.ckpt_every > 0, "ckpt_every", "must be positive")
     _check(cfg.keep_ckpts > 0, "keep_ckpts", "must be positive")
+    _check(cfg.keep_every_steps >= 0, "keep_every_steps", "must be >= 0")
     _check(cfg.sample.steps > 0, "sample.steps", "must be positive")
     _check(cfg.sample.cfg_scale >= 0, "sample.cfg_scale", "must be >= 0")
     _check(cfg.data.kind != "sharded" or bool(cfg.data.path), "data.path",

@@ -17,7 +17,7 @@ import jax
 from ouro import sharding as shd
 from ouro.config import to_dict
 from ouro.run import git_commit
-from ouro.train.checkpoint import Checkpointer, StopFlag
+from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
 from ouro.train.inputs import make_input
 from ouro.train.metrics import CSVLog, Sinks, write_json
@@ -66,8 +66,9 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         write_json(out / "config.json", config_json)
 
     # -- restore or init ---------------------------------------------------------------
+    keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
     ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts,
-                        keep_every=data.steps_per_epoch)
+                        keep_every=keep_every)
     resumed_from = ckpt.latest_step()
     if resumed_from is not None:
         state, meta = ckpt.restore(trainer.abstract_state, trainer.state_shardings)
@@ -121,8 +122,8 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
             state = trainer.step(state, batch)
             step += 1
             preempt = bool(stop) or (stop_after is not None and step >= stop_after)
-            epoch_end = step % steps_per_epoch == 0
-            boundary = step % cfg.ckpt_every == 0 or epoch_end or step == cfg.steps or preempt
+            kept_epoch = step % keep_every == 0  # an epoch end kept for good: always saved
+            boundary = step % cfg.ckpt_every == 0 or kept_epoch or step == cfg.steps or preempt
             if step % cfg.log_every == 0 or boundary:
                 last = log_row(step, time.perf_counter() - t_window)  # checks finiteness first
                 t_window = time.perf_counter()

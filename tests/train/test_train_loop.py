@@ -144,21 +144,32 @@ def test_checkpointer_keeps_last_k_and_every_epoch_end(tmp_path):
     ck.close()
 
 
-def test_training_saves_and_keeps_epoch_end_checkpoints(toy, tmp_path):
+@pytest.mark.parametrize("keep_every_steps", [1, 10_000])
+def test_training_saves_and_keeps_epoch_end_checkpoints(toy, tmp_path, keep_every_steps):
     toy_cfg, make = toy
     from ouro.train.inputs import make_input
 
-    cfg = _cfg(toy_cfg, tmp_path, batch_size=256, ckpt_every=1000, keep_ckpts=1, log_every=1000)
+    cfg = _cfg(toy_cfg, tmp_path, batch_size=256, ckpt_every=1000, keep_ckpts=1, log_every=1000,
+               keep_every_steps=keep_every_steps)
     spe = make_input(cfg)[0].steps_per_epoch
     assert 1 < spe < 20  # the digits train split at batch 256
     cfg = dataclasses.replace(cfg, steps=spe + 2)
     out = train(cfg, make)
     assert out["finished"]
-    # the epoch end survives keep_ckpts=1 beside the final checkpoint
-    assert Checkpointer(tmp_path / "checkpoints").all_steps() == [spe, spe + 2]
-    rows = read_csv(tmp_path / "loss.csv")
-    assert [r["global_step"] for r in rows] == [spe, spe + 2]
-    assert [r["epoch"] for r in rows] == [1, 1]
+    kept = Checkpointer(tmp_path / "checkpoints").all_steps()
+    rows = [r["global_step"] for r in read_csv(tmp_path / "loss.csv")]
+    if keep_every_steps == 1:  # every epoch end is kept for good, beside the final checkpoint
+        assert kept == [spe, spe + 2] and rows == [spe, spe + 2]
+    else:  # the default: a short run keeps no epoch checkpoint (and does not save one)
+        assert kept == [spe + 2] and rows == [spe + 2]
+
+
+@pytest.mark.parametrize("spe, every, expected", [(11, 10_000, 10_010), (10_000, 10_000, 10_000),
+                                                   (11, 0, 11), (11, 1, 11), (3000, 10_000, 12_000)])
+def test_epoch_keep_interval(spe, every, expected):
+    from ouro.train.checkpoint import epoch_keep_interval
+
+    assert epoch_keep_interval(spe, every) == expected
 
 
 def test_wandb_offline_logs_the_csv_history_and_resumes_the_same_run(toy, tmp_path):
