@@ -244,6 +244,16 @@ def _now() -> str:
 # --------------------------------------------------------------------------- ouro run
 
 
+class _DropMessage:
+    """A logging filter that drops records starting with a given text."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -306,6 +316,12 @@ def run_notebook(
     }
     write_json(run_dir / "run.json", record, sort_keys=False)
     status = "failed"
+    import logging
+
+    # papermill's own parameter inference misreads annotated parameters (`steps: int | None`)
+    # and warns "Passed unknown parameter"; the names and types were checked above already
+    quiet = _DropMessage("Passed unknown parameter")
+    logging.getLogger("papermill").addFilter(quiet)
     try:
         papermill.execute_notebook(
             nb, str(executed), parameters=params, kernel_name=kernel_name or nb.metadata.kernelspec.get("name", "python3"),
@@ -329,6 +345,7 @@ def run_notebook(
     except Exception as e:  # kernel death, missing kernel spec: still leave a record
         record["error"] = {"ename": type(e).__name__, "evalue": str(e)}
     finally:
+        logging.getLogger("papermill").removeFilter(quiet)
         record.update(status=status, end_time=_now())
         write_json(run_dir / "run.json", record, sort_keys=False)
     return RunResult(run_dir=run_dir, executed=executed, status=status, record=record)
