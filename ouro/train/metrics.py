@@ -13,6 +13,7 @@ grouped by the config name (the preset), so reruns of one preset stay apart.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 import uuid
@@ -116,7 +117,8 @@ class TensorBoard:
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         for k, v in scalars.items():
-            self.writer.add_scalar(k, v, step)
+            if math.isfinite(v):  # e.g. a t-bin no sample fell into this window: no point
+                self.writer.add_scalar(k, v, step)
 
     def image(self, tag: str, path: Path, step: int) -> None:
         self.writer.add_image(tag, _png(path), step, dataformats="HWC")

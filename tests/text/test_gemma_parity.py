@@ -71,7 +71,8 @@ def test_hidden_states_match_the_official_implementation(encoder, official):
         err = np.abs(h_ours - h_ref).max() / scale
         cos = np.sum(h_ours * h_ref, -1) / (np.linalg.norm(h_ours, axis=-1) * np.linalg.norm(h_ref, axis=-1))
         print(f"{len(row):4d} tokens: rel max err {err:.2e}, min cos {cos.min():.8f}")  # shown with -s
-        assert err < 2e-3 and cos.min() > 0.99999, f"{text[:30]!r}: rel max err {err:.2e}, min cos {cos.min():.7f}"
+        # measured here: rel max err <= 3e-6, min cos >= 0.9999997 (float32 both sides)
+        assert err < 1e-4 and cos.min() > 0.99999, f"{text[:30]!r}: rel max err {err:.2e}, min cos {cos.min():.7f}"
         # the next-token logits agree too (tied embedding; gemma's own head)
         ours_logits = h_ours[-1] @ np.asarray(encoder.params()["input_embedding"]).T
         assert np.argmax(ours_logits) == np.argmax(np.asarray(out.logits[0, -1]))
