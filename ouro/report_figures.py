@@ -26,7 +26,8 @@ def plain_log_ticks(ax) -> None:
         axis.set_major_formatter(label)
         # under one decade the majors alone are too few: label the 2..9 minors too
         few = hi / max(lo, 1e-300) < 30
-        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
+        subs = np.array([1.2, 1.5, 2, 3, 4, 5, 6, 7, 8, 9]) if few else np.arange(2, 10)
+        axis.set_minor_locator(LogLocator(base=10, subs=subs))
         axis.set_minor_formatter(label if few else NullFormatter())
 
 
