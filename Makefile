@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test bench clean lab report gemma-env gemma-parity
+.PHONY: setup demo test faults bench clean lab report gemma-env gemma-parity
 
 # JupyterLab opens the percent .py notebooks as notebooks (jupytext viewer) with no
 # environment variable: the repo's lab settings are installed into the venv's config dir.
@@ -32,6 +32,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The fault-injection suite with 10 seeded trials per randomised fault (make test runs 1).
+faults: setup
+	OURO_FAULT_TRIALS=10 $(PY) -m pytest -q -m faults tests/faults
 
 bench: setup
 	$(PY) -m ouro.bench

@@ -11,7 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from ouro.config import ConfigError, checked
 
+
+@checked(in_channels=">=1", out_channels=">=1", patch_size=">=1", dim=">=1", mlp_dim=">=1",
+         head_dim=">=1", depth=">=1", enc_blocks=">=1", dec_blocks=">=1", pre_blocks=">=0",
+         post_blocks=">=0", ctx_dim=">=1")
 @dataclasses.dataclass(frozen=True)
 class XUTConfig:
     name: str = "custom"
@@ -31,28 +36,16 @@ class XUTConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
     scan: bool = True  # stacked layers via nnx.scan (False: Python loop, same weights)
 
-    def __post_init__(self):
+    def __post_init__(self):  # after @checked's per-field types and ranges
         def bad(field: str, why: str):
-            raise ValueError(f"XUTConfig.{field}: {why} (got {getattr(self, field)!r})")
+            raise ConfigError(f"{field}={getattr(self, field)!r}: {why}", key=field)
 
-        for f in ("in_channels", "patch_size", "dim", "mlp_dim", "head_dim", "depth", "enc_blocks", "dec_blocks", "ctx_dim"):
-            if getattr(self, f) < 1:
-                bad(f, "must be >= 1")
-        for f in ("pre_blocks", "post_blocks"):
-            if getattr(self, f) < 0:
-                bad(f, "must be >= 0")
-        if self.out_channels is not None and self.out_channels < 1:
-            bad("out_channels", "must be >= 1 or None")
         if self.dim % self.head_dim:
             bad("dim", f"must be a multiple of head_dim={self.head_dim}")
         if self.head_dim % 4:
             bad("head_dim", "must be a multiple of 4 (axial RoPE rotates y/x pairs)")
         if self.dim % 2:
             bad("dim", "must be even (sinusoidal timestep features)")
-        if self.skip not in ("last", "per_level"):
-            bad("skip", "must be 'last' or 'per_level'")
-        if self.dtype not in ("float32", "bfloat16"):
-            bad("dtype", "must be 'float32' or 'bfloat16'")
 
     @property
     def heads(self) -> int:

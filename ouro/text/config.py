@@ -10,7 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from ouro.config import checked
 
+
+@checked(vocab_size=">0", dim=">0", depth=">0", num_heads=">0", num_kv_heads=">0", head_dim=">0",
+         mlp_dim=">0", norm_eps=">0", sliding_window=">0", global_every=">0", context_length=">0")
 @dataclasses.dataclass(frozen=True)
 class GemmaConfig:
     vocab_size: int = 262_144  # tokenizer.ggml.tokens

@@ -3,18 +3,35 @@
 A checkpoint holds `state` (params, optimizer, EMA, step, RNG, metric sums: restored
 directly into the run's shardings) and `meta` (data-iterator position, config, epoch).
 The last K step checkpoints are kept, and every epoch-end checkpoint (a step that is a
-multiple of `keep_every`) is kept for good, as the Ouroboros runs do. SIGTERM / SIGINT (TPU preemption, Ctrl-C) only set a
-flag; the loop saves at the next step boundary and exits cleanly.
+multiple of `keep_every`) is kept for good, as the Ouroboros runs do. SIGTERM / SIGINT
+(TPU preemption, Ctrl-C) only set a flag; the loop saves at the next step boundary and
+exits cleanly.
+
+Damage control (ouro/train/ckpt_verify.py): Orbax writes a step under a temporary name and
+renames it when complete, so only complete steps are listed. Once a save has finished we
+record every file's size and CRC32 in `<step>/ouro_verify.json`; a failed save is raised at
+once (CheckpointSaveError: path and cause) and older checkpoints are only pruned after the
+new one is confirmed. `restore_latest` checks that record, falls back step by step past a
+damaged checkpoint (moved aside as `<step>.corrupt-<time>`, never deleted) and reports each.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from ouro.errors import UserError
+from ouro.train import ckpt_verify
+
+
+class CheckpointSaveError(UserError):
+    """A checkpoint could not be written (disk full, permissions...); names path and cause."""
 
 
 def _key_name(k: Any) -> str:
@@ -62,14 +79,13 @@ class Checkpointer:
             self.directory = epath.Path(str(directory))
         else:
             self.directory = Path(directory).absolute()
-        policies = [ocp.checkpoint_managers.LatestN(n=keep)]
-        if keep_every:  # epoch ends: never garbage-collected
-            policies.append(ocp.checkpoint_managers.EveryNSteps(interval_steps=keep_every))
-        self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                create=True, preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies)),
-        )
+        self.keep, self.keep_every = keep, keep_every
+        self.primary = jax.process_index() == 0
+        self.warnings: list[str] = []  # fallbacks taken by restore_latest, for metrics.json
+        self._pending: int | None = None  # step of the save in flight, not yet confirmed
+        # No Orbax preservation policy: Orbax would prune older steps even when the new
+        # save failed; we prune in _confirm, once the new step is known to be whole.
+        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(create=True))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -78,28 +94,113 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def save(self, step: int, state: dict, meta: dict, *, wait: bool = False) -> None:
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(flatten(state)), meta=ocp.args.JsonSave(meta)), force=True)
+        self.wait()  # confirm (or report) the previous save before starting the next
+        try:
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(flatten(state)), meta=ocp.args.JsonSave(meta)), force=True)
+        except Exception as e:  # noqa: BLE001 - any failure to write is reported the same way
+            self.manager.reload()
+            raise self._save_failed(step, e) from e
+        self._pending = step
         if wait:
+            self.wait()
+
+    def poll(self) -> None:
+        """Cheap (no host sync): confirm a finished async save, raising at once if it failed."""
+        if self._pending is not None and not self.manager.is_saving_in_progress():
+            self.wait()
+
+    def wait(self) -> None:
+        try:
             self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            step, self._pending = self._pending, None
+            self.manager.reload()
+            raise self._save_failed(step, e) from e
+        if self._pending is not None:
+            self._confirm(self._pending)
+
+    def _confirm(self, step: int) -> None:
+        self._pending = None
+        path = self.directory / str(step)
+        if not path.exists():  # Orbax logs a failed async commit but does not raise it
+            self.manager.reload()
+            raise self._save_failed(step, "the save did not complete")
+        if self.primary:
+            try:
+                ckpt_verify.record(path)
+            except OSError as e:
+                raise self._save_failed(step, e) from e
+            self._prune()
+
+    def _prune(self) -> None:
+        steps = sorted(self.manager.all_steps())
+        keep = set(steps[-self.keep:]) | {s for s in steps if self.keep_every and s % self.keep_every == 0}
+        for s in steps:
+            if s not in keep:
+                self.manager.delete(s)
+
+    def _save_failed(self, step: int | None, error: Any) -> CheckpointSaveError:
+        # Orbax's own exception is long (tensorstore internals) or, for async commits, only
+        # logged: a test write names the OS-level cause (no space, no permission) plainly
+        probe = ckpt_verify.write_probe(self.directory)
+        cause = probe if probe.startswith("OSError") or not isinstance(error, BaseException) else \
+            f"{type(error).__name__}: {_one_line(error)}"
+        prev = [s for s in self.all_steps() if s != step]
+        kept = f"step {max(prev)} is intact" if prev else "no earlier checkpoint exists"
+        return CheckpointSaveError(
+            f"checkpoint save of step {step} to {self.directory} failed: {cause}; {kept}. "
+            f"Fix the cause (free space, permissions) and rerun to resume.")
 
     def restore(self, abstract_state: dict, shardings: dict, step: int | None = None) -> tuple[dict, dict]:
         """Restore into the given shardings; returns (state, meta)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        ckpt_verify.check(self.directory / str(step))
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract_state, shardings)
         out = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(flatten(target)), meta=ocp.args.JsonRestore()))
         return unflatten(abstract_state, dict(out["state"])), dict(out["meta"])
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
+    def restore_latest(self, abstract_state: dict, shardings: dict) -> tuple[dict, dict, int] | None:
+        """(state, meta, step) of the newest checkpoint that restores, or None (fresh start).
+
+        A checkpoint that fails (missing or damaged files, unreadable metadata) is reported
+        on stderr and in `self.warnings` by step and path, moved aside and the next older
+        one tried."""
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(abstract_state, shardings, step)
+                if not isinstance(meta, dict) or "data" not in meta:
+                    raise ckpt_verify.CorruptCheckpoint(f"meta has no data position: {meta!r:.80}")
+                return state, meta, step
+            except Exception as e:  # noqa: BLE001 - whatever broke, the next older one may be fine
+                path = self.directory / str(step)
+                aside = path.with_name(f"{step}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+                if self.primary:
+                    path.rename(aside)
+                self.manager.reload()
+                self._warn(f"checkpoint step {step} at {path} does not restore "
+                           f"({type(e).__name__}: {_one_line(e)}); moved aside to {aside.name}, "
+                           f"trying the next older one")
+        if self.warnings:
+            self._warn(f"no checkpoint under {self.directory} restores: starting from scratch")
+        return None
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        self.wait()
         self.manager.close()
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class StopFlag:

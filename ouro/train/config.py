@@ -3,8 +3,10 @@
     cfg = preset_config("digits")                       # the `make demo` run
     cfg = override(cfg, ["steps=500", "model.dim=64"])  # ouro.config.override: key=value
 
-Every default carries a one-line reason. `validate(cfg, n_devices)` raises ConfigError
-naming the field before anything is built or compiled.
+Every default carries a one-line reason. Each dataclass checks its fields' types and
+ranges when constructed (@checked); `validate(cfg, n_devices)` adds the checks that
+involve several fields or the device count. Both raise ConfigError naming the field,
+before anything is built or compiled.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from ouro.config import ConfigError
+from ouro.config import ConfigError, checked
 
 
+@checked(image_size=">0", channels=">0", ctx_dim=">0")
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     kind: Literal["digits", "sharded"] = "digits"  # digits ship with scikit-learn: no download
@@ -25,12 +28,18 @@ class DataConfig:
     ctx_dim: int = 640  # Gemma-3 270M hidden size
 
 
+@checked(fsdp=">=1")
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
     data: int = -1  # -1: every device not used by fsdp
     fsdp: int = 1  # >1 shards parameters + optimizer state (big models on pods)
 
+    def __post_init__(self):
+        if self.data != -1 and self.data < 1:
+            raise ConfigError(f"data={self.data!r}: must be -1 (all devices) or >= 1", key="data")
 
+
+@checked(steps=">0", cfg_scale=">=0", per_class=">0")
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
     steps: int = 32  # HDM samples with 16-32 Euler steps
@@ -40,6 +49,10 @@ class SampleConfig:
     seed: int = 1234  # fixed noise: grids comparable across checkpoints
 
 
+@checked(steps=">0", batch_size=">0", lr=">0", warmup_steps=">=0", min_lr_ratio="[0,1]",
+         weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
+         cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
+         keep_every_steps=">=0")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     model: Any = None  # ouro.model.XUTConfig (any frozen dataclass the model factory takes)
@@ -136,24 +149,12 @@ def _check(ok: bool, field: str, msg: str) -> None:
 
 
 def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
-    """Raise ConfigError naming the first bad field. Cheap: runs before any compile."""
-    _check(cfg.steps > 0, "steps", f"must be positive, got {cfg.steps}")
-    _check(cfg.batch_size > 0, "batch_size", f"must be positive, got {cfg.batch_size}")
-    _check(cfg.lr > 0, "lr", f"must be positive, got {cfg.lr}")
-    _check(0 <= cfg.warmup_steps <= cfg.steps, "warmup_steps",
+    """Raise ConfigError naming the first bad field. Cheap: runs before any compile.
+
+    Single-field types and ranges were checked when the dataclasses were built; these are
+    the checks across fields (which `override` may set one at a time) and devices."""
+    _check(cfg.warmup_steps <= cfg.steps, "warmup_steps",
            f"{cfg.warmup_steps} must be in [0, steps={cfg.steps}]")
-    _check(0 <= cfg.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
-    _check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
-    _check(cfg.clip_norm > 0, "clip_norm", "must be positive")
-    _check(0 <= cfg.ema_decay < 1, "ema_decay", "must be in [0, 1)")
-    _check(0 <= cfg.cfg_dropout < 1, "cfg_dropout", "must be in [0, 1)")
-    _check(0 <= cfg.tread_rate < 1, "tread_rate", "must be in [0, 1)")
-    _check(cfg.log_every > 0, "log_every", "must be positive")
-    _check(cfg.ckpt_every > 0, "ckpt_every", "must be positive")
-    _check(cfg.keep_ckpts > 0, "keep_ckpts", "must be positive")
-    _check(cfg.keep_every_steps >= 0, "keep_every_steps", "must be >= 0")
-    _check(cfg.sample.steps > 0, "sample.steps", "must be positive")
-    _check(cfg.sample.cfg_scale >= 0, "sample.cfg_scale", "must be >= 0")
     _check(cfg.data.kind != "sharded" or bool(cfg.data.path), "data.path",
            "required when data.kind='sharded'")
     if n_devices is not None:
@@ -187,7 +188,7 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
 def _build(cls: type, d: dict) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
-    if unknown:
+    if unknown:  # model classes need not be @checked: name the keys here too
         raise ConfigError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 

@@ -1,12 +1,19 @@
 """`train(cfg) -> summary`: the one training path, resumable, writing to cfg.out_dir.
 
-Phases: validate -> mesh -> input -> model/optimizer/shardings (eval_shape first) ->
-restore or init -> loop (jitted donated step; host sync only every log_every steps) ->
-checkpoint (every ckpt_every, at the end, on SIGTERM/SIGINT) -> sample + score (digits).
+Phases: validate -> lock the run dir -> mesh -> input -> model/optimizer/shardings
+(eval_shape first) -> restore (falling back past damaged checkpoints) or init -> loop
+(jitted donated step; host sync only every log_every steps) -> checkpoint (every
+ckpt_every, at the end, on SIGTERM/SIGINT) -> sample + score (digits).
+
+SIGTERM/SIGINT are caught for the whole call (the final save and its wait included).
+loss.csv rows fall only on scheduled steps (log_every, checkpoint and epoch boundaries, the
+last step): a stop in mid-window saves the window's metric sums in the checkpoint instead
+of writing a short row, so an interrupted + resumed run logs exactly the uninterrupted rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -17,12 +24,14 @@ import jax
 from ouro import sharding as shd
 from ouro.config import to_dict
 from ouro.run import git_commit
+from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
 from ouro.train.inputs import make_input
-from ouro.train.metrics import CSVLog, Sinks, write_json
+from ouro.train.metrics import CSVLog, Sinks
+from ouro.train.runlock import RunLock
 from ouro.train.optim import lr_rules, reference_lr
-from ouro.train.step import ModelFactory, build_trainer, read_and_reset_acc
+from ouro.train.step import NEVER, ModelFactory, build_trainer, read_and_reset_acc
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -48,8 +57,18 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     `stop_after`: behave as if preempted once global_step reaches it (save, return) - for
     tests and time-boxed notebook runs; a rerun resumes from there.
     """
-    t_start = time.time()
     validate(cfg, jax.device_count())
+    writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir and "://" not in cfg.ckpt_dir else [])
+    with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(StopFlag())
+        for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
+            stack.enter_context(RunLock(directory, enabled=jax.process_index() == 0))
+        return _train(cfg, make_model, stop_after, stop)
+
+
+def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
+           stop: StopFlag) -> dict[str, Any]:
+    t_start = time.time()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
@@ -69,9 +88,10 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
     ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts,
                         keep_every=keep_every)
-    resumed_from = ckpt.latest_step()
-    if resumed_from is not None:
-        state, meta = ckpt.restore(trainer.abstract_state, trainer.state_shardings)
+    restored = ckpt.restore_latest(trainer.abstract_state, trainer.state_shardings)
+    resumed_from = None if restored is None else restored[2]
+    if restored is not None:
+        state, meta, _ = restored
         data.restore(meta["data"])
     else:
         state = trainer.make_state()
@@ -85,16 +105,21 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         ckpt.save(step, state, {"data": data.state(), "step": step,
                                 "epoch": step // steps_per_epoch, "name": cfg.name})
 
-    def log_row(step: int, seconds: float) -> dict[str, Any]:
+    def stop_if_diverged(step: int, first_bad: int | None, loss: float = 0.0) -> None:
+        if first_bad is None and math.isfinite(loss):
+            return
+        ckpt.wait()
+        good = ckpt.latest_step()
+        where = (f"Last good checkpoint: step {good} in {ckpt.directory}" if good is not None
+                 else "No checkpoint was saved before it (nothing to resume from)")
+        raise NonFiniteLoss(f"non-finite loss/gradient at step {first_bad or step} (run "
+                            f"{cfg.name!r}); stopping. {where}")
+
+    def log_row(step: int, seconds: float, steps_timed: int) -> dict[str, Any]:
         nonlocal state
         state, m = read_and_reset_acc(state)  # host sync
-        if m["first_bad"] is not None or not math.isfinite(m["loss"]):
-            ckpt.wait()
-            bad = m["first_bad"] if m["first_bad"] is not None else step
-            raise NonFiniteLoss(
-                f"non-finite loss/gradient at step {bad} (run {cfg.name!r}); stopping. Last good "
-                f"checkpoint: step {ckpt.latest_step()} in {ckpt.directory}")
-        ips = m["count"] * cfg.batch_size / max(seconds, 1e-9)
+        stop_if_diverged(step, m["first_bad"], m["loss"])
+        ips = steps_timed * cfg.batch_size / max(seconds, 1e-9)
         row = {"epoch": step // steps_per_epoch, "step": step % steps_per_epoch,
                "global_step": step, "loss": f"{m['loss']:.6g}",
                "lr": f"{reference_lr(cfg, step - 1, dim):.6g}",
@@ -115,29 +140,34 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
-    t_window = time.perf_counter()
-    with StopFlag() as stop:
-        while step < cfg.steps:
-            batch = shd.global_batch(next(data), mesh)
-            state = trainer.step(state, batch)
-            step += 1
-            preempt = bool(stop) or (stop_after is not None and step >= stop_after)
-            kept_epoch = step % keep_every == 0  # an epoch end kept for good: always saved
-            boundary = step % cfg.ckpt_every == 0 or kept_epoch or step == cfg.steps or preempt
-            if step % cfg.log_every == 0 or boundary:
-                last = log_row(step, time.perf_counter() - t_window)  # checks finiteness first
-                t_window = time.perf_counter()
-                if bar is not None:  # updated after the sync only: dispatch runs ahead of compute
-                    bar.set_postfix(loss=f"{last['loss']:.4f}")
-                    bar.update(step - bar.n)
-            if boundary:
-                save(step)
-            if preempt:
-                stopped_by = f"signal {stop.signal}" if stop else f"stop_after={stop_after}"
-                break
+    t_window, window_start = time.perf_counter(), step
+    while step < cfg.steps and not stop:  # a signal during set-up: nothing new to save
+        batch = shd.global_batch(next(data), mesh)
+        state = trainer.step(state, batch)
+        step += 1
+        ckpt.poll()  # a failed async save is raised here, not at the next save
+        preempt = bool(stop) or (stop_after is not None and step >= stop_after)
+        kept_epoch = step % keep_every == 0  # an epoch end kept for good: always saved
+        scheduled = step % cfg.ckpt_every == 0 or kept_epoch or step == cfg.steps
+        if step % cfg.log_every == 0 or scheduled:
+            last = log_row(step, time.perf_counter() - t_window, step - window_start)
+            t_window, window_start = time.perf_counter(), step
+            if bar is not None:  # updated after the sync only: dispatch runs ahead of compute
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+                bar.update(step - bar.n)
+        elif preempt:  # mid-window: the sums stay in the checkpoint, the row comes after resume
+            first_bad = int(jax.device_get(state["acc"]["first_bad"]))  # host sync (once)
+            stop_if_diverged(step, None if first_bad == NEVER else first_bad)
+        if scheduled or preempt:
+            save(step)
+        if preempt:
+            stopped_by = f"signal {stop.signal}" if stop else f"stop_after={stop_after}"
+            break
     if bar is not None:
         bar.close()
-    ckpt.wait()
+    ckpt.wait()  # still under the signal handler: a SIGTERM now cannot lose this save
+    if stop and stopped_by is None:  # during set-up or the final save: noted, nothing lost
+        stopped_by = f"signal {stop.signal}"
 
     if not math.isfinite(last["loss"]) and (out / "loss.csv").exists():
         from ouro.train.metrics import read_csv
@@ -163,7 +193,9 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
             summary["loss_t_bins"] = prev.get("loss_t_bins", [])
             summary["images_per_s"] = prev.get("images_per_s", summary["images_per_s"])
     summary["wall_s_total"] = float(prev.get("wall_s_total", 0.0)) + summary["wall_s"]
-    if summary["finished"] and cfg.eval_samples and info["kind"] == "digits":
+    if ckpt.warnings:  # checkpoints that did not restore and were moved aside
+        summary["warnings"] = list(ckpt.warnings)
+    if summary["finished"] and cfg.eval_samples and info["kind"] == "digits" and not stop:
         from ouro.train.sample import evaluate_run
 
         summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)

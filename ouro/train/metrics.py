@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from ouro.fileio import write_json, write_text  # noqa: F401 - write_json re-exported for the loop
 
+
 COLUMNS = ("timestamp", "epoch", "step", "global_step", "loss", "lr", "grad_norm",
            "images_per_s", "model_flops_per_s")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -36,8 +37,9 @@ class CSVLog:
         self.columns = COLUMNS + tuple(extra)
         rows = []
         if self.path.exists() and resume_step > 0:
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= resume_step]
+            with open(self.path, newline="") as f:  # a row cut short by a crash is dropped
+                rows = [r for r in csv.DictReader(f) if None not in r.values()
+                        and r["global_step"].isdigit() and int(r["global_step"]) <= resume_step]
         import io
 
         buf = io.StringIO(newline="")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from ouro.config import ConfigError
 from ouro.model import XUDiT, preset
 from ouro.nn import tread
 from ouro.nn.embed import unpatchify
@@ -196,7 +197,7 @@ def test_bad_inputs_raise_naming_the_problem(tiny):
         tiny(x, t, ctx, tread_rate=0.5)
     with pytest.raises(ValueError, match="tread_rate"):
         tiny(x, t, ctx, tread_rate=1.0, rng=jax.random.key(0))
-    with pytest.raises(ValueError, match="XUTConfig.head_dim"):
+    with pytest.raises(ConfigError, match="head_dim=30: must be a multiple of 4"):
         preset("xut-tiny", head_dim=30, dim=120)
     with pytest.raises(KeyError, match="unknown XUT preset"):
         preset("xut-huge")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ouro.config import ConfigError, override
+from ouro.config import ConfigError, override, to_dict
 from ouro.model import XUDiT, preset
-from ouro.train import TrainConfig, preset_config, validate
+from ouro.train import DataConfig, MeshConfig, SampleConfig, TrainConfig, from_dict, preset_config, validate
 from ouro.train.optim import lr_rules, make_optimizer, reference_lr, schedule
 
 
@@ -32,9 +32,40 @@ def test_presets_and_overrides():
     (["data.channels=3"], "model.in_channels"), (["data.kind=sharded"], "data.path"),
 ])
 def test_validation_names_the_field(items, field):
-    cfg = override(preset_config("digits"), items)
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        validate(cfg, 8)
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):  # at override or validate
+        validate(override(preset_config("digits"), items), 8)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: TrainConfig(steps=1.5), "steps=1.5: expected int"),
+    (lambda: TrainConfig(lr="1e-3"), "lr='1e-3': expected float"),
+    (lambda: TrainConfig(lr=float("inf")), "lr=inf: expected a finite float"),
+    (lambda: TrainConfig(lr=0), "lr=0.0: must be >0"),
+    (lambda: TrainConfig(ema_decay=1.0), "ema_decay=1.0: must be in [0,1)"),
+    (lambda: TrainConfig(dtype="fp16"), "dtype='fp16': expected one of ['float32', 'bfloat16']"),
+    (lambda: TrainConfig(progress="yes"), "progress='yes': expected a boolean"),
+    (lambda: TrainConfig(learning_rate=1e-3), "unknown config key 'learning_rate' for TrainConfig"),
+    (lambda: TrainConfig(data=DataConfig(image_size=0)), "image_size=0: must be >0"),
+    (lambda: MeshConfig(data=0), "data=0: must be -1 (all devices) or >= 1"),
+    (lambda: SampleConfig(cfg_scale=-1), "cfg_scale=-1.0: must be >=0"),
+    (lambda: preset("xut-tiny", depth=0), "depth=0: must be >=1"),
+    (lambda: preset("xut-tiny", dim=100.0), "dim=100.0: expected int"),
+    (lambda: preset_config("digits", keep_ckpts=0), "keep_ckpts=0: must be >0"),
+])
+def test_python_api_checks_types_and_ranges_at_construction(build, message):
+    with pytest.raises(ConfigError) as err:
+        build()
+    assert message in str(err.value)
+
+
+def test_override_and_construction_name_fields_alike():
+    with pytest.raises(ConfigError, match=r"^model\.depth=0: must be >=1$"):  # nested: full path
+        override(preset_config("digits"), ["model.depth=0"])
+    with pytest.raises(ConfigError, match=r"^lr=inf: expected a finite float$"):
+        override(preset_config("digits"), {"lr": float("inf")})  # papermill passes typed values
+    cfg = TrainConfig(lr=1, mesh=MeshConfig(fsdp=2))  # int widens to float; equal configs stay equal
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg == TrainConfig(lr=1.0, mesh=MeshConfig(fsdp=2))
+    assert from_dict(to_dict(cfg)) == cfg
 
 
 def test_head_dim_must_divide_dim():

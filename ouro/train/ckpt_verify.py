@@ -1,0 +1,99 @@
+"""Is a checkpoint whole? A size + CRC32 record written once a save is confirmed.
+
+`record(step_dir)` writes `<step_dir>/ouro_verify.json` listing every file Orbax wrote with
+its size and CRC32; `check(step_dir)` recomputes them before a restore and raises
+CorruptCheckpoint naming the first file that is missing, truncated or altered. Truncation
+and garbled bytes inside array data are otherwise found late (or, in raw chunks, not at all)
+by the tensorstore reader. Cost: one read of the checkpoint per save and per restore
+(~1 GB/s for CRC32 from the page cache: seconds for xut-small's ~4 GB, every ckpt_every
+steps). Checkpoints without a record (older ones, or a crash between Orbax's commit and
+the record) are restored unchecked: Orbax's commit rename already says they are complete.
+Cloud directories (gs://) are not read back: they rely on Orbax's commit marker alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import zlib
+from pathlib import Path
+from typing import Any
+
+from ouro.fileio import write_json
+
+RECORD = "ouro_verify.json"
+_CHUNK = 16 << 20
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint's files disagree with its record (or its metadata does not parse)."""
+
+
+def _local(path: Any) -> bool:
+    return isinstance(path, Path)
+
+
+def _crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _files(step_dir: Path) -> dict[str, Path]:
+    return {p.relative_to(step_dir).as_posix(): p for p in sorted(step_dir.rglob("*"))
+            if p.is_file() and p.name != RECORD}
+
+
+def record(step_dir: Any) -> None:
+    if not _local(step_dir):
+        return
+    files = {rel: [p.stat().st_size, _crc(p)] for rel, p in _files(step_dir).items()}
+    write_json(step_dir / RECORD, {"files": files})
+
+
+def check(step_dir: Any) -> None:
+    """Raise CorruptCheckpoint naming the first damaged file; a no-op without a record."""
+    if not _local(step_dir):
+        return
+    if not step_dir.is_dir():
+        raise CorruptCheckpoint(f"{step_dir} is missing")
+    rec_path = step_dir / RECORD
+    if rec_path.exists():
+        try:
+            files = json.loads(rec_path.read_text())["files"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptCheckpoint(f"{rec_path}: unreadable ({e})") from None
+        for rel, (size, crc) in files.items():
+            p = step_dir / rel
+            if not p.is_file():
+                raise CorruptCheckpoint(f"{p} is missing")
+            if p.stat().st_size != size:
+                raise CorruptCheckpoint(f"{p} has {p.stat().st_size} bytes, {size} were written")
+            if _crc(p) != crc:
+                raise CorruptCheckpoint(f"{p} is altered (CRC32 differs from the one written)")
+    meta = step_dir / "meta" / "metadata"
+    if meta.exists():  # Orbax would fail on it with a bare JSONDecodeError
+        try:
+            json.loads(meta.read_bytes())
+        except ValueError as e:
+            raise CorruptCheckpoint(f"{meta} is not JSON ({e})") from None
+
+
+def write_probe(directory: Any) -> str:
+    """Why can't we write here? Tries a small file and returns the OS error, if any."""
+    if not _local(directory):
+        return "the save did not complete (see the Orbax log above)"
+    probe = Path(directory) / f".ouro-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        probe.unlink(missing_ok=True)
+        return f"OSError: {e}"
+    return "the save did not complete, though a test write succeeded (see the Orbax log above)"
