@@ -1,13 +1,14 @@
 """The embedding cache never returns a wrong vector: bit-rot in one stored vector is
 recomputed, a damaged database file is named, moved aside and rebuilt."""
 
+import importlib
 import sqlite3
 import types
 
 import numpy as np
 import pytest
 
-from ouro.text import embed as embed_mod
+embed_mod = importlib.import_module("ouro.text.embed")
 
 pytestmark = pytest.mark.faults
 TEXTS = [f"caption {i}" for i in range(40)]
