@@ -34,6 +34,10 @@ class CheckpointSaveError(UserError):
     """A checkpoint could not be written (disk full, permissions...); names path and cause."""
 
 
+class CheckpointMismatch(UserError):
+    """An intact checkpoint whose arrays do not fit the run's model/optimizer config."""
+
+
 def _key_name(k: Any) -> str:
     for attr in ("key", "name", "idx"):
         if hasattr(k, attr):
@@ -85,7 +89,9 @@ class Checkpointer:
         self._pending: int | None = None  # step of the save in flight, not yet confirmed
         # No Orbax preservation policy: Orbax would prune older steps even when the new
         # save failed; we prune in _confirm, once the new step is known to be whole.
-        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(create=True))
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(create=True),
+            item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -158,6 +164,16 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint under {self.directory}")
         ckpt_verify.check(self.directory / str(step))
+        try:
+            stored = dict(self.manager.item_metadata(step)["state"])
+        except Exception as e:  # noqa: BLE001
+            raise ckpt_verify.CorruptCheckpoint(f"unreadable array metadata ({type(e).__name__}: "
+                                                f"{_one_line(e)})") from e
+        diff = _mismatch(stored, flatten(abstract_state))
+        if diff:  # an intact checkpoint of another config: refuse, never move it aside
+            raise CheckpointMismatch(
+                f"checkpoint step {step} in {self.directory} was written by a different model or "
+                f"optimizer config ({diff}); use the config that wrote it or another out_dir/ckpt_dir")
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract_state, shardings)
         out = self.manager.restore(step, args=ocp.args.Composite(
@@ -176,6 +192,8 @@ class Checkpointer:
                 if not isinstance(meta, dict) or "data" not in meta:
                     raise ckpt_verify.CorruptCheckpoint(f"meta has no data position: {meta!r:.80}")
                 return state, meta, step
+            except CheckpointMismatch:
+                raise
             except Exception as e:  # noqa: BLE001 - whatever broke, the next older one may be fine
                 path = self.directory / str(step)
                 aside = path.with_name(f"{step}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -196,6 +214,17 @@ class Checkpointer:
     def close(self) -> None:
         self.wait()
         self.manager.close()
+
+
+def _mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str:
+    """'' if the stored arrays have the expected names and shapes, else the first difference."""
+    missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or extra:
+        return f"{len(missing)} arrays missing, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}"
+    for k, v in expected.items():
+        if tuple(getattr(stored[k], "shape", ())) != tuple(v.shape):
+            return f"{k}: shape {tuple(stored[k].shape)} stored, {tuple(v.shape)} expected"
+    return ""
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:

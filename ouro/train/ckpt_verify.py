@@ -20,13 +20,14 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from ouro.errors import UserError
 from ouro.fileio import write_json
 
 RECORD = "ouro_verify.json"
 _CHUNK = 16 << 20
 
 
-class CorruptCheckpoint(Exception):
+class CorruptCheckpoint(UserError):
     """A checkpoint's files disagree with its record (or its metadata does not parse)."""
 
 

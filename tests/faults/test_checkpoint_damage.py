@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ouro.train import NonFiniteLoss, train
-from ouro.train.checkpoint import Checkpointer
+from ouro.train.checkpoint import CheckpointMismatch, Checkpointer
 
 pytestmark = pytest.mark.faults
 
@@ -91,3 +91,13 @@ def test_divergence_from_scratch_names_no_step_none_and_keeps_good_checkpoints(f
     with pytest.raises(NonFiniteLoss, match=f"at step {bad} .*Last good checkpoint: step {good}"):
         train(cfg, fx.worker.make_toy)
     assert Checkpointer(tmp_path / "b" / "checkpoints").latest_step() == good
+
+
+def test_checkpoint_of_another_config_is_refused_not_moved_aside(fx, finished_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    cfg = fx.worker.toy_cfg(out, model=fx.worker.ToyConfig(dim=16))  # intact, but not this model's
+    with pytest.raises(CheckpointMismatch, match=r"checkpoint step 12 .* shape \(32,\) stored, \(16,\) expected"):
+        train(cfg, fx.worker.make_toy)
+    assert Checkpointer(out / "checkpoints").all_steps() == [8, 12]
+    assert not list((out / "checkpoints").glob("*.corrupt-*"))

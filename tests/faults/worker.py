@@ -3,7 +3,6 @@ toy network of tests/train/conftest.py (machinery at test speed) into OUT_DIR an
 the summary as JSON; a UserError exits 2 with one line, as `ouro train` does. The tests
 also import `toy_cfg` / `make_toy` from here, so parent and child run the same config."""
 
-import dataclasses
 import importlib.util
 import json
 import sys
