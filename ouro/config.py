@@ -105,6 +105,7 @@ def override(cfg: Any, items: Iterable[str] | Mapping[str, Any], *, prefix: str 
 
 def _set(cfg: Any, path: list[str], value: Any, prefix: str) -> Any:
     types_ = _field_types(type(cfg))
+    parsers = {f.name: f.metadata.get("parse") for f in dataclasses.fields(cfg)}
     name, full = path[0], prefix + ".".join(path)
     if name not in types_:
         known = ", ".join(sorted(types_))
@@ -114,6 +115,8 @@ def _set(cfg: Any, path: list[str], value: Any, prefix: str) -> Any:
         if not dataclasses.is_dataclass(current):
             raise ConfigError(f"config key {full!r}: {name!r} has no sub-fields")
         new = _set(current, path[1:], value, prefix + name + ".")
+    elif isinstance(value, str) and parsers.get(name) is not None:
+        new = parsers[name](value, full)  # a field with its own parser (e.g. model=<preset name>)
     elif isinstance(value, str):
         new = _parse(value, types_[name], full)
     else:

@@ -1,6 +1,6 @@
 """Rectified flow: objective, time sampling, per-t-bin loss, Euler/Heun samplers, CFG.
 
-Knows nothing about the network beyond `model(x, t, ctx) -> v`.
+Knows nothing about the network beyond the `ouro.denoiser.Denoiser` call contract.
 """
 
 from ouro.flow.objective import (bin_losses, flow_loss, interpolate, sample_t,

@@ -4,17 +4,20 @@
     v   = noise - x0                       the velocity the network regresses
     t  ~ sigmoid(N(mean, std))             logit-normal (SD3 / HDM); "uniform" as an option
 
-Nothing here knows the network: the model is any `model(x, t, ctx) -> v` callable.
+Nothing here knows the network: the model is any `ouro.denoiser.Denoiser`
+(`model(x, t, ctx, *, ctx_mask, drop, ...) -> v`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
-Model = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+from ouro.denoiser import Denoiser
+
+Model = Denoiser
 TSchedule = Literal["logit_normal", "uniform"]
 
 
@@ -44,8 +47,11 @@ def velocity_target(x0: jax.Array, noise: jax.Array) -> jax.Array:
 
 
 def flow_loss(model: Model, x0: jax.Array, ctx: jax.Array, key: jax.Array, *,
-              schedule: TSchedule = "logit_normal") -> tuple[jax.Array, dict[str, jax.Array]]:
+              schedule: TSchedule = "logit_normal", ctx_mask: jax.Array | None = None,
+              drop: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean squared velocity error over the batch, plus per-sample losses and their t.
+
+    `drop` (B,) bool: samples trained on the family's null condition (CFG dropout).
 
     Returns (loss, {"t": (B,), "per_sample": (B,)}); `per_sample` feeds `bin_losses`.
     """
@@ -53,7 +59,7 @@ def flow_loss(model: Model, x0: jax.Array, ctx: jax.Array, key: jax.Array, *,
     t_b = sample_t(key_t, x0.shape[0], schedule)
     noise = jax.random.normal(key_n, x0.shape, jnp.float32)
     x_t = interpolate(x0, noise, t_b)
-    v = model(x_t, t_b, ctx).astype(jnp.float32)
+    v = model(x_t, t_b, ctx, ctx_mask=ctx_mask, drop=drop).astype(jnp.float32)
     err = jnp.square(v - velocity_target(x0, noise))
     per_sample = err.reshape(err.shape[0], -1).mean(axis=1)  # (B,)
     return per_sample.mean(), {"t": t_b, "per_sample": per_sample}

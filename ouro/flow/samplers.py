@@ -5,9 +5,10 @@ per step, error O(1/steps^2)). Guidance:
 
     v = v_weak + scale * (v_cond - v_weak)
 
-where v_weak is the unconditional prediction (all-zero context) computed in the SAME batched
-model call as v_cond (one call on 2B samples), or, for TREAD autoguidance, a separate
-`weak_model` callable (e.g. the same network with token routing rate gamma).
+where v_weak is the unconditional prediction (the model's own null condition, asked for
+with `drop=True`: ouro.denoiser) computed in the SAME batched model call as v_cond (one call
+on 2B samples), or, for TREAD autoguidance, a separate `weak_model` callable (e.g. the same
+network with token routing rate gamma), also called with `drop=True`.
 """
 
 from __future__ import annotations
@@ -22,25 +23,32 @@ from ouro.flow.objective import Model
 Method = Literal["euler", "heun"]
 
 
+def _twice(a: jax.Array | None) -> jax.Array | None:
+    return None if a is None else jnp.concatenate([a, a])
+
+
 def guided_velocity(model: Model, x: jax.Array, t_b: jax.Array, ctx: jax.Array, *,
-                    cfg_scale: float = 1.0, weak_model: Model | None = None) -> jax.Array:
+                    cfg_scale: float = 1.0, weak_model: Model | None = None,
+                    ctx_mask: jax.Array | None = None) -> jax.Array:
     """Guided velocity. `cfg_scale` is a static Python float; 1.0 skips the weak pass."""
+    b = x.shape[0]
     if cfg_scale == 1.0:
-        return model(x, t_b, ctx)
+        return model(x, t_b, ctx, ctx_mask=ctx_mask)
     if weak_model is not None:
-        v_cond = model(x, t_b, ctx)
-        v_weak = weak_model(x, t_b, jnp.zeros_like(ctx))
+        v_cond = model(x, t_b, ctx, ctx_mask=ctx_mask)
+        v_weak = weak_model(x, t_b, ctx, ctx_mask=ctx_mask, drop=jnp.ones((b,), bool))
     else:
-        # One call on the doubled batch: [conditional; unconditional (zero context)].
-        v_both = model(jnp.concatenate([x, x]), jnp.concatenate([t_b, t_b]),
-                       jnp.concatenate([ctx, jnp.zeros_like(ctx)]))  # (2B, ...)
+        # One call on the doubled batch: [conditional; unconditional (null condition)].
+        drop = jnp.concatenate([jnp.zeros((b,), bool), jnp.ones((b,), bool)])
+        v_both = model(_twice(x), _twice(t_b), _twice(ctx), ctx_mask=_twice(ctx_mask),
+                       drop=drop)  # (2B, ...)
         v_cond, v_weak = jnp.split(v_both, 2)
     return v_weak + cfg_scale * (v_cond - v_weak)
 
 
 def sample(model: Model, noise: jax.Array, ctx: jax.Array, *, steps: int = 32,
            method: Method = "euler", cfg_scale: float = 1.0,
-           weak_model: Model | None = None) -> jax.Array:
+           weak_model: Model | None = None, ctx_mask: jax.Array | None = None) -> jax.Array:
     """Integrate dx/dt = v(x, t) from t = 1 (x = noise) to t = 0 on a uniform time grid.
 
     Deterministic given `noise`. Jit-friendly: the step loop is a `fori_loop`, so compile
@@ -54,8 +62,8 @@ def sample(model: Model, noise: jax.Array, ctx: jax.Array, *, steps: int = 32,
 
     def velocity(x, t):
         t_b = jnp.full((batch,), t, jnp.float32)
-        return guided_velocity(model, x, t_b, ctx, cfg_scale=cfg_scale,
-                               weak_model=weak_model).astype(jnp.float32)
+        return guided_velocity(model, x, t_b, ctx, cfg_scale=cfg_scale, weak_model=weak_model,
+                               ctx_mask=ctx_mask).astype(jnp.float32)
 
     def step(i, x):
         t = 1.0 - i / steps

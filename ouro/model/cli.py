@@ -1,5 +1,6 @@
-"""`ouro models [--demo]`: the preset table (parameters, forward GFLOPs per image) and, with
---demo, a materialised xut-small plus a timed jitted forward+backward of xut-tiny on CPU."""
+"""`ouro models [--demo]`: every registered model family's presets (parameters, forward
+GFLOPs per image) from the registry, and, with --demo, a materialised xut-small plus a timed
+jitted forward+backward of xut-tiny on CPU."""
 
 from __future__ import annotations
 
@@ -7,22 +8,38 @@ import argparse
 import time
 
 from ouro.model.accounting import flops_per_image, param_count
-from ouro.model.config import PRESETS, QUOTE_LATENT_HW, preset
+from ouro.model.config import QUOTE_LATENT_HW, preset
+from ouro.model.registry import FAMILIES
+
+
+def quote_hw(name: str, cfg) -> tuple[int, int]:
+    """Latent resolution a preset is quoted at: its own for XUT, else 16x16 for the
+    CPU-sized presets and 32x32 (256 px through the SDXL VAE) for the rest."""
+    return QUOTE_LATENT_HW.get(name, (16, 16) if cfg.dim <= 128 else (32, 32))
+
+
+def rows() -> list[dict]:
+    """One dict per preset of every family (also what the report's hook prints)."""
+    out = []
+    for fam in FAMILIES.values():
+        for name, cfg in fam.presets.items():
+            h, w = quote_hw(name, cfg)
+            out.append({"preset": name, "family": fam.name, "architecture": fam.describe(cfg),
+                        "params": fam.param_count(cfg), "latent": f"{h}x{w}x{cfg.in_channels}",
+                        "gflops": fam.flops_per_image(cfg, h, w, ctx_len=1) / 1e9})
+    return out
 
 
 def table() -> str:
-    head = f"{'preset':<10} {'D':>5} {'M':>5} {'heads':>7} {'d,e,k':>7} {'pre/post':>8} {'params':>13} {'latent':>7} {'GFLOPs/img':>11}"
-    rows = [head, "-" * len(head)]
-    for name, cfg in PRESETS.items():
-        h, w = QUOTE_LATENT_HW[name]
-        gflops = flops_per_image(cfg, h, w, ctx_len=1) / 1e9
-        rows.append(
-            f"{name:<10} {cfg.dim:>5} {cfg.mlp_dim:>5} {f'{cfg.heads}x{cfg.head_dim}':>7} "
-            f"{f'{cfg.depth},{cfg.enc_blocks},{cfg.dec_blocks}':>7} {f'{cfg.pre_blocks}/{cfg.post_blocks}':>8} "
-            f"{param_count(cfg):>13,} {f'{h}x{w}':>7} {gflops:>11.2f}"
-        )
-    rows.append("forward FLOPs per image, 2 per multiply-add, attention included, T_ctx = 1; training = 3x.")
-    return "\n".join(rows)
+    rs = rows()
+    wa = max(len(r["architecture"]) for r in rs)
+    head = f"{'preset':<14} {'family':<15} {'architecture':<{wa}} {'params':>13} {'latent':>8} {'GFLOPs/img':>11}"
+    lines = [head, "-" * len(head)]
+    lines += [f"{r['preset']:<14} {r['family']:<15} {r['architecture']:<{wa}} {r['params']:>13,} "
+              f"{r['latent']:>8} {r['gflops']:>11.2f}" for r in rs]
+    lines.append("forward FLOPs per image, 2 per multiply-add, attention included, one context token "
+                 "(T_ctx = 1); training = 3x.")
+    return "\n".join(lines)
 
 
 def materialised_params(model) -> int:

@@ -20,12 +20,14 @@ its checkpoints is a name mapping (plus stacking of per-layer weights):
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from ouro.model.backbone import TBackBone, XUTBackBone
+from ouro.denoiser import no_extra_cond
 from ouro.model.config import XUTConfig
 from ouro.nn import tread
 from ouro.nn.adaln import SharedAdaLN
@@ -77,6 +79,9 @@ class XUDiT(nnx.Module):
         t: jax.Array,
         ctx: jax.Array,
         *,
+        ctx_mask: jax.Array | None = None,
+        drop: jax.Array | None = None,
+        cond: Mapping[str, jax.Array] | None = None,
         tread_rate: float = 0.0,
         rng: jax.Array | None = None,
         positions: jax.Array | None = None,
@@ -85,8 +90,16 @@ class XUDiT(nnx.Module):
         (B, ctx_dim) -> v (B, H, W, C_out) float32. tread_rate (static) > 0 routes tokens
         with the PRNG key `rng` (per-sample random subsets). `positions` ((L, 2) or (B, L, 2)
         [y, x] per image token, default: the full-image grid of axial_positions) lets random
-        crops keep their place in the uncropped image (rope.cropped_positions)."""
+        crops keep their place in the uncropped image (rope.cropped_positions).
+        `drop` (B,) bool: the null condition (all-zero context, HDM's CFG convention) for
+        those samples. XUT attends to every context token: `ctx_mask` must be None."""
         ctx = self._check(x, t, ctx)
+        no_extra_cond("XUDiT", cond)
+        if ctx_mask is not None:
+            raise ValueError("XUDiT: ctx_mask is not supported (every context token is attended); "
+                             "pass unpadded contexts")
+        if drop is not None:
+            ctx = jnp.where(drop[:, None, None], jnp.zeros_like(ctx), ctx)
         if not 0.0 <= tread_rate < 1.0:
             raise ValueError(f"XUDiT: tread_rate must be in [0, 1), got {tread_rate}")
         if tread_rate and rng is None:

@@ -49,13 +49,24 @@ class SampleConfig:
     seed: int = 1234  # fixed noise: grids comparable across checkpoints
 
 
+def _model_preset(text: str, key: str) -> Any:
+    """`model=<preset>` on the command line: any registered family's preset (ouro models)."""
+    from ouro.model.registry import all_presets
+
+    table = all_presets()
+    if text not in table:
+        raise ConfigError(f"{key}={text!r}: unknown model preset; known: {', '.join(table)}")
+    return table[text]
+
+
 @checked(steps=">0", batch_size=">0", lr=">0", warmup_steps=">=0", min_lr_ratio="[0,1]",
          weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
          cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
          keep_every_steps=">=0")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    model: Any = None  # ouro.model.XUTConfig (any frozen dataclass the model factory takes)
+    # any registered family's config (ouro/model/registry.py); `model=dit-debug` picks a preset
+    model: Any = dataclasses.field(default=None, metadata={"parse": _model_preset})
     data: DataConfig = DataConfig()
     mesh: MeshConfig = MeshConfig()
     sample: SampleConfig = SampleConfig()
@@ -128,10 +139,41 @@ def _latents(model_name: str, image: int) -> TrainConfig:
                        eval_samples=False)
 
 
+# The digits presets of the other model families: same data, schedule and sampler as
+# "digits"; widths near the XUT's (D 128, patch 4); no TREAD (these families do not route).
+_FAMILY_DIGITS = {
+    "dit": dict(preset="dit-debug", dim=128, depth=6, heads=4),
+    "mmdit": dict(preset="mmdit-tiny", dim=128, depth=4, heads=4, mlp_dim=352),
+    "icmmdit": dict(preset="icmmdit-tiny", dim=128, depth=4, heads=4, mlp_dim=352),
+}
+_FAMILY_SMOKE = {
+    "dit": dict(preset="dit-debug", dim=32, depth=1, heads=2),
+    "mmdit": dict(preset="mmdit-tiny", dim=32, depth=1, heads=2, mlp_dim=64),
+    "icmmdit": dict(preset="icmmdit-tiny", dim=32, depth=1, heads=2, mlp_dim=64),
+}
+
+
+def _family_model(spec: dict[str, Any]) -> Any:
+    from ouro.model.registry import preset
+
+    spec = dict(spec)
+    return preset(spec.pop("preset"), in_channels=1, patch_size=4, ctx_dim=640, **spec)
+
+
+def _family_digits(fam: str, smoke: bool) -> TrainConfig:
+    base = _digits_smoke() if smoke else _digits()
+    model = _family_model((_FAMILY_SMOKE if smoke else _FAMILY_DIGITS)[fam])
+    return dataclasses.replace(base, model=model, tread_rate=0.0, name=f"{base.name}-{fam}",
+                               out_dir=f"{base.out_dir}-{fam}")
+
+
 PRESETS = {
     "digits": _digits,  # `make demo`: a small XUT on 16x16 digits, a few minutes on 2 cores
     "digits-smoke": _digits_smoke,  # seconds: tests and notebook smoke runs
     "xut-small-256": lambda: _latents("xut-small", 32),  # Ouroboros' TPU v5e-32 run
+    # the same digits runs with the other model families (DiT, MMDiT, InContextMMDiT)
+    **{f"digits-{fam}": (lambda fam=fam: _family_digits(fam, False)) for fam in _FAMILY_DIGITS},
+    **{f"digits-smoke-{fam}": (lambda fam=fam: _family_digits(fam, True)) for fam in _FAMILY_SMOKE},
 }
 
 
@@ -168,6 +210,11 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     m = cfg.model
     if m is None:
         raise ConfigError("model: no model config")
+    from ouro.model.registry import FAMILIES
+
+    fam = next((f for f in FAMILIES.values() if type(m) is f.config), None)
+    _check(fam is None or fam.routing or cfg.tread_rate == 0, "tread_rate",
+           f"{cfg.tread_rate} but model family {fam and fam.name!r} has no token routing; set tread_rate=0")
     get = lambda k, d=None: getattr(m, k, d)  # noqa: E731 - model configs may lack fields
     dim, head_dim, patch = get("dim"), get("head_dim"), get("patch_size")
     if dim is not None and head_dim:
@@ -193,15 +240,19 @@ def _build(cls: type, d: dict) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def from_dict(d: dict, model_cls: type | None = None) -> TrainConfig:
-    """Inverse of ouro.config.to_dict (config.json -> TrainConfig)."""
-    if model_cls is None:
-        from ouro.model import XUTConfig as model_cls
+def from_dict(d: dict, model_cls: type | None = None, *, family: str = "xut") -> TrainConfig:
+    """Inverse of ouro.config.to_dict (config.json -> TrainConfig). `family` names the model
+    family (config.json's "model_family"; runs written before families existed are XUT)."""
     d = dict(d)
     nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig}
     for key, cls in nested.items():
         if key in d:
             d[key] = _build(cls, d[key])
     if d.get("model") is not None:
-        d["model"] = _build(model_cls, d["model"])
+        if model_cls is not None:
+            d["model"] = _build(model_cls, d["model"])
+        else:
+            from ouro.model.registry import config_from_dict
+
+            d["model"] = config_from_dict(family, d["model"])
     return _build(TrainConfig, d)

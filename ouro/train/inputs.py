@@ -14,7 +14,7 @@ def make_input(cfg: Any) -> tuple[EpochIterator, dict[str, Any]]:
     pid, pcount = jax.process_index(), jax.process_count()
     if cfg.data.kind == "digits":
         digits = load_digits(cfg.data.context, seed=0)
-        arrays = {"x": digits.x_train, "ctx": digits.ctx(digits.y_train)}
+        arrays = digits.train_arrays()  # x, ctx (caption embeddings) and label (DiT cond="class")
         it = EpochIterator(arrays, cfg.batch_size, seed=cfg.seed, process_index=pid,
                            process_count=pcount)
         return it, {"kind": "digits", "train_size": len(digits.x_train),

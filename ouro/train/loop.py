@@ -23,6 +23,7 @@ import jax
 
 from ouro import sharding as shd
 from ouro.config import to_dict
+from ouro.model.registry import family_of
 from ouro.run import git_commit
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
@@ -39,15 +40,13 @@ class NonFiniteLoss(FloatingPointError):
 
 
 def model_train_flops(model_cfg: Any, cfg: Any) -> float:
-    """Training FLOPs per image (3 x forward, contract item 1); 0 if the model can't say."""
-    try:
-        from ouro.model import flops_per_image
+    """Training FLOPs per image (3 x forward) from the model family's own accounting; a
+    model whose family is not registered (ouro/model/registry.py) is an error, not 0."""
+    from ouro.model.registry import flops_per_image
 
-        fwd = flops_per_image(model_cfg, cfg.data.image_size, cfg.data.image_size,
-                              ctx_len=1, tread_rate=cfg.tread_rate)
-        return 3.0 * float(fwd)
-    except Exception:  # noqa: BLE001 - toy models in tests have no FLOP count
-        return 0.0
+    fwd = flops_per_image(model_cfg, cfg.data.image_size, cfg.data.image_size,
+                          ctx_len=1, tread_rate=cfg.tread_rate)
+    return 3.0 * float(fwd)
 
 
 def train(cfg: Any, make_model: ModelFactory | None = None, *,
@@ -79,6 +78,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     trainer = build_trainer(cfg, mesh, make_model)
     dim = int(getattr(cfg.model, "dim", 1) or 1)
     config_json = {"train": to_dict(cfg), "model_class": type(cfg.model).__name__,
+                   "model_family": family_of(cfg.model).name,  # from_dict rebuilds its config
                    "context_source": info.get("context_source"),
                    "lr_rule_counts": lr_rules(trainer.abstract_state["params"], dim)["counts"]}
     if is_main:

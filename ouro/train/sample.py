@@ -32,6 +32,10 @@ class Sampler:
     step: int
 
     def context(self, labels: Sequence[int]) -> np.ndarray:
+        """What the model reads as ctx for these classes: (B, 1, E) caption embeddings, or
+        the int labels themselves for label-conditioned models (DiT cond="class")."""
+        if getattr(self.cfg.model, "condition_input", "ctx") == "label":
+            return np.asarray(labels, np.int32)  # (B,)
         if self.class_ctx is None:
             raise ValueError("this run has no class table; pass ctx or prompts")
         return self.class_ctx[np.asarray(labels)][:, None, :]  # (B, 1, E)
@@ -43,14 +47,14 @@ def _sampler_fn(graphdef: Any, steps: int, method: str, cfg_scale: float, guidan
 
     def run(params, rest, noise, ctx):
         # merge inside each call: the sampler's fori_loop body is its own trace level
-        def model(x, t, c):
-            return nnx.merge(graphdef, params, rest)(x, t, c)
+        def model(x, t, c, **kw):
+            return nnx.merge(graphdef, params, rest)(x, t, c, **kw)
 
         weak = None
         if guidance_rate > 0:  # TREAD autoguidance: the weak branch routes tokens around the core
-            def weak(x, t, c):
+            def weak(x, t, c, **kw):
                 return nnx.merge(graphdef, params, rest)(x, t, c, tread_rate=guidance_rate,
-                                                         rng=jax.random.key(0))
+                                                         rng=jax.random.key(0), **kw)
         return flow_sample(model, noise, ctx, steps=steps, method=method, cfg_scale=cfg_scale,
                            weak_model=weak)
 
@@ -60,14 +64,15 @@ def _sampler_fn(graphdef: Any, steps: int, method: str, cfg_scale: float, guidan
 def sample_images(s: Sampler, ctx: np.ndarray, *, steps: int = 32, method: str = "euler",
                   cfg_scale: float = 3.0, seed: int = 0, guidance_rate: float = 0.0,
                   batch_size: int = 256) -> np.ndarray:
-    """(N, H, W, C) float32 samples for contexts (N, T, E), in batches of batch_size."""
+    """(N, H, W, C) float32 samples for contexts (N, T, E) (or int labels (N,)), in batches."""
     size, ch = s.cfg.data.image_size, s.cfg.data.channels
     fn = _sampler_fn(s.graphdef, int(steps), method, float(cfg_scale), float(guidance_rate))
     noise = np.asarray(jax.random.normal(jax.random.key(seed), (len(ctx), size, size, ch)))
     outs = []
     for i in range(0, len(ctx), batch_size):
-        outs.append(np.asarray(fn(s.params, s.rest, jnp.asarray(noise[i:i + batch_size]),
-                                  jnp.asarray(ctx[i:i + batch_size], jnp.float32))))
+        c = np.asarray(ctx[i:i + batch_size])
+        c = jnp.asarray(c, jnp.int32 if np.issubdtype(c.dtype, np.integer) else jnp.float32)
+        outs.append(np.asarray(fn(s.params, s.rest, jnp.asarray(noise[i:i + batch_size]), c)))
     return np.concatenate(outs)
 
 
@@ -140,7 +145,8 @@ def load_for_sampling(run_dir: str | Path, *, step: int | None = None, use_ema: 
     path = run_dir / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a training run directory (no config.json)")
-    cfg = from_dict(json.loads(path.read_text())["train"])
+    saved = json.loads(path.read_text())
+    cfg = from_dict(saved["train"], family=saved.get("model_family", "xut"))
     mesh = shd.make_mesh(devices=jax.devices()[:1])
     trainer = build_trainer(cfg, mesh, make_model)
     ckpt = Checkpointer(cfg.ckpt_dir or run_dir / "checkpoints", keep=cfg.keep_ckpts)

@@ -30,9 +30,19 @@ ModelFactory = Callable[[Any, nnx.Rngs], nnx.Module]
 
 
 def default_model_factory(model_cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
-    from ouro.model import XUDiT
+    """Any registered model family's network for its config (ouro/model/registry.py)."""
+    from ouro.model.registry import build
 
-    return XUDiT(model_cfg, rngs=rngs)
+    return build(model_cfg, rngs)
+
+
+def condition_of(model_cfg: Any, batch: dict) -> tuple[jax.Array, jax.Array | None]:
+    """(ctx, ctx_mask) the model reads from a batch: its declared field (embeddings "ctx" or
+    class ids "label"), and "ctx_mask" when the data carries padded context tokens."""
+    key = getattr(model_cfg, "condition_input", "ctx")
+    if key not in batch:
+        raise KeyError(f"the model reads batch field {key!r}, the data has {sorted(batch)}")
+    return batch[key], (batch.get("ctx_mask") if key == "ctx" else None)
 
 
 def zero_acc() -> dict[str, jax.Array]:
@@ -100,18 +110,18 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
     def train_step(state: dict, batch: dict) -> dict:
         key = jax.random.wrap_key_data(state["rng"])
         key, k_drop, k_loss, k_tread = jax.random.split(key, 4)
-        x, ctx = batch["x"], batch["ctx"]
-        # CFG dropout: the null condition is an all-zero context (what sampling uses)
-        keep = jax.random.bernoulli(k_drop, 1.0 - cfg.cfg_dropout, (x.shape[0],))
-        ctx = ctx * keep[:, None, None].astype(ctx.dtype)
+        x = batch["x"]
+        ctx, ctx_mask = condition_of(cfg.model, batch)
+        # CFG dropout: the model swaps in its own null condition (ouro.denoiser), as sampling does
+        drop = jax.random.bernoulli(k_drop, cfg.cfg_dropout, (x.shape[0],))
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params, state["rest"])
             if cfg.tread_rate > 0:
-                fn = lambda x, t, c: model(x, t, c, tread_rate=cfg.tread_rate, rng=k_tread)  # noqa: E731
+                fn = lambda x, t, c, **kw: model(x, t, c, tread_rate=cfg.tread_rate, rng=k_tread, **kw)  # noqa: E731
             else:
                 fn = model
-            return flow_loss(fn, x, ctx, k_loss, schedule=cfg.t_schedule)
+            return flow_loss(fn, x, ctx, k_loss, schedule=cfg.t_schedule, ctx_mask=ctx_mask, drop=drop)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         grad_norm = optax.tree.norm(grads)
@@ -131,7 +141,8 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
                 "step": step + 1, "rng": jax.random.key_data(key), "acc": acc}
 
     batch_sh = shd.batch_sharding(mesh)
-    step_jit = jax.jit(train_step, in_shardings=(shardings, {"x": batch_sh, "ctx": batch_sh}),
+    # one sharding for every batch field (x, ctx, label, ctx_mask, ...): a pytree prefix
+    step_jit = jax.jit(train_step, in_shardings=(shardings, batch_sh),
                        out_shardings=shardings, donate_argnums=0)
     return Trainer(cfg, mesh, graphdef, tx, init_jit, abstract, shardings, step_jit)
 

@@ -16,7 +16,7 @@ from ouro.flow import bin_losses, flow_loss, guided_velocity, interpolate, sampl
 MU, SIGMA = 0.7, 0.3
 
 
-def optimal_v(x, t_b, ctx):
+def optimal_v(x, t_b, ctx, **_):  # the Denoiser contract's keywords are ignored
     t = t_b.reshape(-1, *([1] * (x.ndim - 1)))
     m = (1 - t) * MU
     s2 = (1 - t) ** 2 * SIGMA**2 + t**2
@@ -55,9 +55,9 @@ def test_optimal_velocity_has_lower_loss_than_perturbed():
     key = jax.random.key(2)
     best, aux = flow_loss(optimal_v, x0, ctx, key)
     for bump in (0.05, -0.05):
-        worse, _ = flow_loss(lambda x, t, c: optimal_v(x, t, c) + bump, x0, ctx, key)
+        worse, _ = flow_loss(lambda x, t, c, **_: optimal_v(x, t, c) + bump, x0, ctx, key)
         assert float(worse) > float(best) + 0.5 * bump**2
-    scaled, _ = flow_loss(lambda x, t, c: 1.1 * optimal_v(x, t, c), x0, ctx, key)
+    scaled, _ = flow_loss(lambda x, t, c, **_: 1.1 * optimal_v(x, t, c), x0, ctx, key)
     assert float(scaled) > float(best)
     assert aux["per_sample"].shape == (4096,)
     np.testing.assert_allclose(float(aux["per_sample"].mean()), float(best), rtol=1e-6)
@@ -103,9 +103,11 @@ def test_heun_error_shrinks_faster_than_euler():
 def test_cfg_scale_one_is_conditional_and_batched_equals_separate():
     calls = []
 
-    def model(x, t_b, ctx):
+    def model(x, t_b, ctx, *, ctx_mask=None, drop=None):
+        # a stand-in family whose null condition is a fixed vector (as DiT's learned null)
         calls.append(x.shape[0])
-        return x * t_b[:, None] + 2.0 * ctx[:, 0, :1]
+        c = ctx[:, 0, :1] if drop is None else jnp.where(drop[:, None], -0.5, ctx[:, 0, :1])
+        return x * t_b[:, None] + 2.0 * c
 
     x = jax.random.normal(jax.random.key(5), (3, 4))
     t = jnp.full((3,), 0.4)
@@ -115,16 +117,19 @@ def test_cfg_scale_one_is_conditional_and_batched_equals_separate():
     calls.clear()
     v3 = guided_velocity(model, x, t, ctx, cfg_scale=3.0)
     assert calls == [6]  # ONE batched call over conditional + unconditional
-    v_c, v_u = model(x, t, ctx), model(x, t, jnp.zeros_like(ctx))
+    v_c, v_u = model(x, t, ctx), model(x, t, ctx, drop=jnp.ones((3,), bool))
     np.testing.assert_allclose(v3, v_u + 3.0 * (v_c - v_u), rtol=1e-5, atol=1e-6)
     assert not np.allclose(v3, v_c)
+    # the unconditional branch is the model's own null condition, not a zeroed context
+    v_zero = model(x, t, jnp.zeros_like(ctx))
+    assert not np.allclose(v3, v_zero + 3.0 * (v_c - v_zero))
     # the formula path with scale 1 also reduces to the conditional prediction
     np.testing.assert_allclose(v_u + 1.0 * (v_c - v_u), v_c, rtol=1e-5, atol=1e-6)
-    # autoguidance: the weak branch comes from a separate callable with a zero context
+    # autoguidance: the weak branch comes from a separate callable asked for the null condition
     calls.clear()
-    weak = lambda x, t, c: 0.5 * model(x, t, c)
+    weak = lambda x, t, c, **kw: 0.5 * model(x, t, c, **kw)  # noqa: E731
     va = guided_velocity(model, x, t, ctx, cfg_scale=2.0, weak_model=weak)
-    v_w = 0.5 * model(x, t, jnp.zeros_like(ctx))
+    v_w = 0.5 * v_u
     np.testing.assert_allclose(va, v_w + 2.0 * (v_c - v_w), rtol=1e-5, atol=1e-6)
 
 

@@ -199,7 +199,7 @@ def test_bad_inputs_raise_naming_the_problem(tiny):
         tiny(x, t, ctx, tread_rate=1.0, rng=jax.random.key(0))
     with pytest.raises(ConfigError, match="head_dim=30: must be a multiple of 4"):
         preset("xut-tiny", head_dim=30, dim=120)
-    with pytest.raises(KeyError, match="unknown XUT preset"):
+    with pytest.raises(KeyError, match="unknown model preset"):
         preset("xut-huge")
     with pytest.raises(TypeError, match="nonsense"):
         preset("xut-tiny", nonsense=1)

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from ouro.model import registry
+
 
 @dataclasses.dataclass(frozen=True)
 class ToyConfig:
@@ -25,7 +27,9 @@ class Toy(nnx.Module):
         self.hid = nnx.Linear(cfg.dim, cfg.dim, rngs=rngs, kernel_init=part(init, ("embed", "mlp")))
         self.out = nnx.Linear(cfg.dim, cfg.in_channels, rngs=rngs, kernel_init=part(init, ("embed", None)))
 
-    def __call__(self, x, t, ctx, *, tread_rate=0.0, rng=None):
+    def __call__(self, x, t, ctx, *, ctx_mask=None, drop=None, cond=None, tread_rate=0.0, rng=None):
+        if drop is not None:  # the null condition: a zero context, as XUT's
+            ctx = jnp.where(drop[:, None, None], 0.0, ctx)
         tt = jnp.broadcast_to(t[:, None, None, None], x.shape[:3] + (1,))
         h = self.inp(jnp.concatenate([x, tt], -1)) + self.ctx(ctx[:, 0])[:, None, None, :]  # (B, H, W, D)
         if tread_rate > 0:  # stands in for token routing: randomness from the rng
@@ -35,6 +39,14 @@ class Toy(nnx.Module):
 
 def make_toy(cfg, rngs):
     return Toy(cfg, rngs=rngs)
+
+
+def toy_flops(cfg, height, width, ctx_len=1, tread_rate=0.0):
+    return 2 * height * width * ((cfg.in_channels + 1) * cfg.dim + cfg.dim * cfg.dim + cfg.dim * cfg.in_channels)
+
+
+# registered like any family, so the trainer's accounting (FLOPs are required) knows it
+registry.register(registry.Family("toy", ToyConfig, Toy, {}, lambda c: 0, toy_flops, lambda c: "toy", routing=True))
 
 
 @pytest.fixture
