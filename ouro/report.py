@@ -214,6 +214,15 @@ def section_model(ctx: Context) -> str:
     )
 
 
+def section_families(ctx: Context) -> str:
+    """Every registered model family's presets + any architecture comparison (issue 12's hook)."""
+    from ouro.model.cli import markdown_table
+    from ouro.train.compare import report_section
+
+    dirs = sorted({p for r in ctx.runs for p in (r.path, r.path.parent) if (p / "comparison.md").is_file()})
+    return ("## Model families\n\nFrom the registry (`ouro models`): parameters and FLOPs per image from each "
+            "family's own accounting, one context token.\n\n" + markdown_table() + "\n\n"
+            + report_section(dirs, ctx.root))
 
 
 def section_scaling(ctx: Context) -> str:
@@ -312,7 +321,7 @@ def section_samples(ctx: Context) -> str:
 
 # The report, in order. A new section is a function (ctx) -> Markdown appended here.
 SECTIONS: list[Callable[[Context], str]] = [
-    section_runs, section_curves, section_evaluation, section_model, section_scaling, section_embeddings,
+    section_runs, section_curves, section_evaluation, section_model, section_families, section_scaling, section_embeddings,
     section_samples,
 ]
 

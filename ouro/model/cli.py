@@ -103,3 +103,12 @@ def main(argv: list[str]) -> int:
         print()
         demo(args.batch)
     return 0
+
+
+def markdown_table() -> str:
+    """The same rows for reports/Detail.md (the report's model-families hook)."""
+    from ouro.markdown import table as md
+
+    return md(["preset", "family", "architecture", "params", "latent", "fwd GFLOPs", "train GFLOPs"],
+              [[f"`{r['preset']}`", r["family"], r["architecture"], f"{r['params']:,}", r["latent"],
+                f"{r['gflops']:.3f}", f"{3 * r['gflops']:.3f}"] for r in rows()])
