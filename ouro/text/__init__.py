@@ -9,5 +9,6 @@ official, packing, encoder, embed, imagenet, cli.
 from ouro.text.config import GemmaConfig
 from ouro.text.embed import embed, get_encoder
 from ouro.text.encoder import TextEncoder
+from ouro.text.tokens import embed_tokens
 
-__all__ = ["embed", "get_encoder", "GemmaConfig", "TextEncoder"]
+__all__ = ["embed", "embed_tokens", "get_encoder", "GemmaConfig", "TextEncoder"]
