@@ -18,3 +18,14 @@ def test_models_table(capsys):
 def test_models_rejects_unknown_flag():
     with pytest.raises(SystemExit):
         main(["--nope"])
+
+
+def test_models_table_lists_every_family_from_the_registry(capsys):
+    from ouro.model import FAMILIES
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for fam in FAMILIES.values():
+        for name, cfg in fam.presets.items():
+            line = next(l for l in out.splitlines() if l.startswith(name + " "))
+            assert fam.name in line and f"{fam.param_count(cfg):,}" in line

@@ -47,10 +47,12 @@ def _noisy(state, key, scale):
     return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
 
 
-def _randomised(model, seed=1, scale=0.3):
-    """Perturb every parameter (the zero-initialised gates too) so each path is live."""
-    nnx.update(model, _noisy(nnx.state(model, nnx.Param), jax.random.key(seed), scale))
-    return model
+def _live(cfg, seed=1, scale=0.3):
+    """A model whose every parameter (the zero-initialised gates too) is random, so each path
+    is live. Shapes from eval_shape + one small jitted fill: no init program to compile."""
+    graphdef, params, rest = nnx.split(nnx.eval_shape(lambda: build(cfg, nnx.Rngs(0))), nnx.Param, ...)
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), params)
+    return nnx.merge(graphdef, _noisy(zeros, jax.random.key(seed), scale), rest)
 
 
 def _build(cfg):
@@ -105,7 +107,7 @@ def test_adaln_zero_blocks_are_identity_and_output_is_exactly_zero(models, name)
         np.testing.assert_array_equal(out_h, h)
         np.testing.assert_array_equal(out_txt, txt)
     # ...but not because the blocks are dead: with live gates the output moves
-    live = _randomised(_build(cfg))
+    live = _live(cfg)
     assert float(jnp.abs(run(live, x, t, ctx)).max()) > 1e-3
 
 
@@ -121,11 +123,11 @@ def test_structure_mask_causal_and_blocked():
 
 def test_blocked_modality_ignores_the_other_and_padding_is_invisible():
     cfg = dataclasses.replace(SMALL["mmdit"], cross_modal=False)
-    m = _randomised(_build(cfg))
+    m = _live(cfg)
     x, t, ctx = _inputs(cfg)
     other = ctx + jax.random.normal(jax.random.key(9), ctx.shape)
     np.testing.assert_allclose(run(m, x, t, ctx), run(m, x, t, other), atol=1e-6)
-    joint = _randomised(_build(SMALL["mmdit"]))
+    joint = _live(SMALL["mmdit"])
     assert not np.allclose(run(joint, x, t, ctx), run(joint, x, t, other), atol=1e-4)  # joint: the text matters
     mask = jnp.array([[True, True, False]] * 3)  # last text token is padding
     moved = ctx.at[:, 2].add(5.0)
@@ -135,7 +137,7 @@ def test_blocked_modality_ignores_the_other_and_padding_is_invisible():
 
 def test_causal_image_modality_position_by_position():
     cfg = dataclasses.replace(SMALL["mmdit"], patch_size=1, causal=(True, False), cross_modal=False)
-    m = _randomised(_build(cfg))
+    m = _live(cfg)
     x, t, ctx = _inputs(cfg, b=1, hw=(3, 3))
     base = np.asarray(run(m, x, t, ctx)).reshape(9, -1)  # patch 1: token i = pixel i, row-major
     for j in (2, 5, 8):
@@ -147,24 +149,26 @@ def test_causal_image_modality_position_by_position():
 @pytest.mark.parametrize("name", ["mmdit", "icmmdit"])
 def test_conditioning_variables_are_summed(name):
     two = dataclasses.replace(SMALL[name], cond_vars=("t", "r"))
-    m2 = _randomised(_build(two))
+    m2 = _live(two)
     x, t, ctx = _inputs(two)
     r1, r2 = jnp.full((3,), 0.2), jnp.full((3,), 0.7)
     assert not np.allclose(run(m2, x, t, ctx, cond={"r": r1}), run(m2, x, t, ctx, cond={"r": r2}), atol=1e-4)
     # r absent == the single-variable model with the same remaining weights
-    m1 = _build(SMALL[name])
-    pure = nnx.state(m2).to_pure_dict()
+    pure = nnx.to_pure_dict(nnx.state(m2))
     del pure["cond_embedder"]["embed"]["r"]
-    state1 = nnx.state(m1)
+    graphdef1, state1 = nnx.split(nnx.eval_shape(lambda: build(SMALL[name], nnx.Rngs(0))))
     nnx.replace_by_pure_dict(state1, pure)
-    nnx.update(m1, state1)
+    m1 = nnx.merge(graphdef1, state1)
     np.testing.assert_allclose(run(m2, x, t, ctx), run(m1, x, t, ctx), atol=1e-6)
     with pytest.raises(ValueError, match="unknown conditioning variable"):
         run(m1, x, t, ctx, cond={"r": r1})
 
 
 def test_joint_attention_equals_numpy_reference():
-    att = _randomised(nnx.jit(lambda: JointAttention(16, 2, 2, rngs=nnx.Rngs(0)))(), scale=0.5)
+    graphdef, params, rest = nnx.split(nnx.eval_shape(lambda: JointAttention(16, 2, 2, rngs=nnx.Rngs(0))),
+                                       nnx.Param, ...)
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), params)
+    att = nnx.merge(graphdef, _noisy(zeros, jax.random.key(1), 0.5), rest)
     xs = [jax.random.normal(jax.random.key(1), (2, 5, 16)), jax.random.normal(jax.random.key(2), (2, 3, 16))]
     valid = jnp.array([[1] * 7 + [0], [1] * 8], bool)
     mask = joint_mask((5, 3), causal=(True, False), key_valid=valid)
@@ -229,7 +233,7 @@ def test_flops_per_image_equals_traced_matmuls(models, name, t_ctx):
 @pytest.mark.parametrize("name", list(SMALL))
 def test_batched_equals_one_by_one_with_drop_and_mask(name):
     cfg = SMALL[name]
-    m = _randomised(_build(cfg))
+    m = _live(cfg)
     x, t, ctx = _inputs(cfg)
     drop = jnp.array([False, True, False])
     kw = {}
