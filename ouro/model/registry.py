@@ -118,6 +118,15 @@ def condition_input(cfg: Any) -> str:
     return getattr(cfg, "condition_input", "ctx")
 
 
+def infer_family(d: Mapping[str, Any]) -> str:
+    """The first family whose config fields are exactly d's keys (MMDiT and InContextMMDiT
+    share fields: config.json's "model_family" is the authority; this is a fallback)."""
+    for f in FAMILIES.values():
+        if {x.name for x in dataclasses.fields(f.config)} == set(d):
+            return f.name
+    return "xut"
+
+
 def config_from_dict(family_name: str, d: Mapping[str, Any]) -> Any:
     """Rebuild a family's config from config.json's plain dict (lists become tuples)."""
     cls = family(family_name).config

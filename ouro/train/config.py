@@ -240,9 +240,10 @@ def _build(cls: type, d: dict) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def from_dict(d: dict, model_cls: type | None = None, *, family: str = "xut") -> TrainConfig:
+def from_dict(d: dict, model_cls: type | None = None, *, family: str | None = None) -> TrainConfig:
     """Inverse of ouro.config.to_dict (config.json -> TrainConfig). `family` names the model
-    family (config.json's "model_family"; runs written before families existed are XUT)."""
+    family (config.json's "model_family"); None: the first registered family whose config
+    has exactly these fields (runs written before families existed are XUT)."""
     d = dict(d)
     nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig}
     for key, cls in nested.items():
@@ -252,7 +253,7 @@ def from_dict(d: dict, model_cls: type | None = None, *, family: str = "xut") ->
         if model_cls is not None:
             d["model"] = _build(model_cls, d["model"])
         else:
-            from ouro.model.registry import config_from_dict
+            from ouro.model.registry import config_from_dict, infer_family
 
-            d["model"] = config_from_dict(family, d["model"])
+            d["model"] = config_from_dict(family or infer_family(d["model"]), d["model"])
     return _build(TrainConfig, d)

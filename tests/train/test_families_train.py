@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from ouro.config import ConfigError, override
+from ouro.config import ConfigError, override, to_dict
 from ouro.model import family_of
-from ouro.train import preset_config, train, validate
+from ouro.train import from_dict, preset_config, train, validate
 from ouro.train.metrics import read_csv
 from ouro.train.sample import load_for_sampling, sample_grid
 
@@ -73,3 +73,7 @@ def test_model_preset_override_and_validation():
     validate(override(cfg, ["tread_rate=0"]))
     with pytest.raises(ConfigError, match="unknown model preset"):
         override(preset_config("digits-smoke"), ["model=dit-huge"])
+    for name in ("digits-dit", "digits-mmdit", "digits-icmmdit"):  # config.json round trip by family
+        c = preset_config(name)
+        back = from_dict(to_dict(c), family=family_of(c.model).name)
+        assert back == c and type(back.model) is type(c.model)
