@@ -47,6 +47,10 @@ class MMDiTConfig:
     cond_vars: tuple[str, ...] = ("t",)  # scalar conditioning variables, embedded and summed
     causal: tuple[bool, bool] = (False, False)  # (image, text) causal within the modality
     cross_modal: bool = True  # False blocks attention between the modalities (ablations)
+    # which batch field is the text: "pooled" = "ctx" (B, 1, C) as a 1-token text (what the
+    # digits and today's shards carry); "tokens" = "ctx_tokens" (B, T, C) + "ctx_mask" (B, T)
+    # from ouro.text.embed_tokens
+    text_input: Literal["pooled", "tokens"] = "pooled"
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
     scan: bool = True  # stacked blocks via scan (False: Python loop, same weights)
 
@@ -65,6 +69,8 @@ class MMDiTConfig:
             bad("cond_vars", "must start with 't' and name each variable once")
         if len(self.causal) != 2:
             bad("causal", "needs one flag per modality (image, text)")
+        if self.text_input not in ("pooled", "tokens"):
+            bad("text_input", "must be 'pooled' or 'tokens'")
         if self.dtype not in ("float32", "bfloat16"):
             bad("dtype", "must be 'float32' or 'bfloat16'")
 
@@ -75,6 +81,11 @@ class MMDiTConfig:
     @property
     def out_ch(self) -> int:
         return self.in_channels if self.out_channels is None else self.out_channels
+
+    @property
+    def condition_input(self) -> str:
+        """The batch field this model reads as ctx (ouro.denoiser)."""
+        return "ctx_tokens" if self.text_input == "tokens" else "ctx"
 
 
 PRESETS: dict[str, MMDiTConfig] = {

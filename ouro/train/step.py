@@ -37,12 +37,12 @@ def default_model_factory(model_cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
 
 
 def condition_of(model_cfg: Any, batch: dict) -> tuple[jax.Array, jax.Array | None]:
-    """(ctx, ctx_mask) the model reads from a batch: its declared field (embeddings "ctx" or
-    class ids "label"), and "ctx_mask" when the data carries padded context tokens."""
+    """(ctx, ctx_mask) the model reads from a batch: its declared field (pooled embeddings
+    "ctx", class ids "label", or per-token "ctx_tokens" with their padding mask "ctx_mask")."""
     key = getattr(model_cfg, "condition_input", "ctx")
     if key not in batch:
         raise KeyError(f"the model reads batch field {key!r}, the data has {sorted(batch)}")
-    return batch[key], (batch.get("ctx_mask") if key == "ctx" else None)
+    return batch[key], (batch.get("ctx_mask") if key == "ctx_tokens" else None)
 
 
 def zero_acc() -> dict[str, jax.Array]:

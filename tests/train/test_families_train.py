@@ -77,3 +77,16 @@ def test_model_preset_override_and_validation():
         c = preset_config(name)
         back = from_dict(to_dict(c), family=family_of(c.model).name)
         assert back == c and type(back.model) is type(c.model)
+
+
+def test_each_model_reads_its_declared_batch_field():
+    from ouro.model import preset
+    from ouro.train.step import condition_of
+
+    batch = {"x": 0, "ctx": "pooled", "label": "ids", "ctx_tokens": "states", "ctx_mask": "mask"}
+    assert condition_of(preset("xut-tiny"), batch) == ("pooled", None)
+    assert condition_of(preset("dit-debug", cond="class"), batch) == ("ids", None)
+    assert condition_of(preset("mmdit-tiny"), batch) == ("pooled", None)
+    assert condition_of(preset("mmdit-tiny", text_input="tokens"), batch) == ("states", "mask")
+    with pytest.raises(KeyError, match="ctx_tokens"):
+        condition_of(preset("mmdit-tiny", text_input="tokens"), {"x": 0, "ctx": 1})
