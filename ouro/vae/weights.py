@@ -89,8 +89,13 @@ def load_state_dict(model: nnx.Module, tensors: dict[str, np.ndarray], where: st
             raise UserError(f"{where}: key {key!r} has shape {tuple(np.shape(tensors[key]))}, "
                             f"expected {torch_shape}")
         flat[path] = np.asarray(got, dtype=var.dtype)
+    assign(model, flat)
+
+
+def assign(model: nnx.Module, flat: dict[tuple, np.ndarray]) -> None:
+    """Set every parameter from {path: array} (device_put only: no per-parameter compile)."""
     state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, traversals.unflatten_mapping(flat))
+    nnx.replace_by_pure_dict(state, traversals.unflatten_mapping({k: jax.numpy.asarray(v) for k, v in flat.items()}))
     nnx.update(model, state)
 
 

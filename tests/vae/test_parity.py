@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from ouro.errors import UserError
-from ouro.vae import AutoencoderKL, from_diffusers_config, param_count, vae_preset
+from ouro.vae import from_diffusers_config, init_model, param_count, vae_preset
 from ouro.vae.weights import load_diffusers, load_state_dict, save_diffusers, state_dict
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -29,7 +29,7 @@ def fixture():
 @pytest.fixture(scope="module")
 def model(fixture):
     meta, weights, _ = fixture
-    m = AutoencoderKL(from_diffusers_config(meta["config"]), rngs=nnx.Rngs(0))
+    m = init_model(from_diffusers_config(meta["config"]))
     load_state_dict(m, weights, "vae_tiny.npz")
     return m
 
@@ -92,7 +92,7 @@ def test_legacy_attention_names_load(model, fixture):
             if ".attentions.0." in k and f".{new}." in k:
                 k, v = k.replace(f".{new}.", f".{old}."), (v[:, :, None, None] if v.ndim == 2 else v)
         legacy[k] = v
-    m = AutoencoderKL(model.cfg, rngs=nnx.Rngs(1))
+    m = init_model(model.cfg, 1)
     load_state_dict(m, legacy, "legacy")
     jax.tree.map(np.testing.assert_array_equal, nnx.state(m, nnx.Param), nnx.state(model, nnx.Param))
 
