@@ -90,3 +90,20 @@ def test_frechet_on_known_gaussians(tmp_path):
     np.savez(tmp_path / "bad.npz", mu=mu)
     with pytest.raises(UserError, match="missing key 'sigma'"):
         load_stats(tmp_path / "bad.npz")
+
+
+def test_fid_cli_names_bad_inputs(tmp_path, capsys):
+    from ouro.cli import main
+    from ouro.train.png import save_images
+
+    save_images(np.zeros((3, 8, 8, 3), np.float32), tmp_path / "run", ["a", "b", "c"], upscale=1)
+    from ouro.eval.fid_cli import image_files, read_images
+
+    files = image_files([str(tmp_path / "run")])
+    assert [f.name for f in files] == ["sample_0000.png", "sample_0001.png", "sample_0002.png"]  # grid skipped
+    assert read_images(files).shape == (3, 8, 8, 3)
+    assert main(["fid", str(tmp_path / "run"), "--weights", str(tmp_path / "none.pth"), "--save-stats",
+                 str(tmp_path / "s.npz")]) == 2
+    assert "none.pth: Inception weights not found" in capsys.readouterr().err
+    assert main(["fid", str(tmp_path / "run"), "--weights", "w", "--ref", str(tmp_path / "missing.npz")]) == 2
+    assert "missing.npz: reference statistics not found" in capsys.readouterr().err
