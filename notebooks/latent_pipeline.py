@@ -99,6 +99,6 @@ display(Markdown(table))
 
 # %%
 for name in ["pipeline_real/real_grid.png", "pipeline_recon/recon_grid.png"] + [
-        f"pipeline_cfg{s:g}/gen_grid.png" for s in cfg_scales]:
+        f"pipeline_cfg{s:g}/gen_cfg{s:g}_grid.png" for s in cfg_scales]:
     print(name)
     display(Image(filename=str(out / name)))

@@ -101,7 +101,7 @@ def evaluate_latent_run(run_dir: str | Path, ae: Any, *, n: int = 256, cfg_scale
         latents = sample_images(s, ctx, steps=steps, cfg_scale=float(scale), seed=seed)
         images = ae.decode(latents)
         result["generated"][f"{scale:g}"] = score_shapes(images, test.attrs)
-        save_images(images[:show], out / f"pipeline_cfg{scale:g}", test.captions[:show], prefix="gen",
+        save_images(images[:show], out / f"pipeline_cfg{scale:g}", test.captions[:show], prefix=f"gen_cfg{scale:g}",
                     text={"cfg_scale": f"{scale:g}", "steps": str(steps), "train_step": str(s.step)})
     result["train_step"] = s.step
     write_json(out / "latent_pipeline.json", result)

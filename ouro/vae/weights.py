@@ -92,9 +92,9 @@ def load_state_dict(model: nnx.Module, tensors: dict[str, np.ndarray], where: st
     assign(model, flat)
 
 
-def assign(model: nnx.Module, flat: dict[tuple, np.ndarray]) -> None:
-    """Set every parameter from {path: array} (device_put only: no per-parameter compile)."""
-    state = nnx.state(model, nnx.Param)
+def assign(model: nnx.Module, flat: dict[tuple, np.ndarray], which: Any = nnx.Param) -> None:
+    """Set every `which` variable from {path: array} (device_put only: no per-parameter compile)."""
+    state = nnx.state(model, which)
     nnx.replace_by_pure_dict(state, traversals.unflatten_mapping({k: jax.numpy.asarray(v) for k, v in flat.items()}))
     nnx.update(model, state)
 
