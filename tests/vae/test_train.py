@@ -4,6 +4,7 @@ resumes after an interruption, and its output loads like any diffusers Autoencod
 import json
 
 import numpy as np
+import pytest
 
 from ouro.cli import main as ouro_main
 from ouro.data.shapes import make_shapes
@@ -14,6 +15,7 @@ from ouro.vae.train import psnr, train_vae, vae_train_preset
 MIN_PSNR_DB = 12.0  # 100 steps of the smoke preset at 16 px: measured 13.1 dB (the real preset: 27.7 dB)
 
 
+@pytest.mark.slow  # ~200 train steps + 3 compiles: minutes on a loaded 2-core machine
 def test_short_training_reaches_psnr_and_resumes(tmp_path):
     cfg = vae_train_preset("shapes-smoke", out_dir=str(tmp_path / "vae"))
     first = train_vae(cfg, stop_after=100)
