@@ -32,6 +32,7 @@ import numpy as np
 from ouro.fileio import atomic_path, write_text
 from ouro.markdown import fmt, render_json_table, table
 from ouro.report_runs import RunDir, closest_preset, discover, read_json
+from ouro.vae.report_section import section_latent_pipeline
 
 FIGURES = "figures"
 SAMPLE_PATTERNS = ("sample*.png", "*grid*.png")
@@ -321,8 +322,8 @@ def section_samples(ctx: Context) -> str:
 
 # The report, in order. A new section is a function (ctx) -> Markdown appended here.
 SECTIONS: list[Callable[[Context], str]] = [
-    section_runs, section_curves, section_evaluation, section_model, section_families, section_scaling, section_embeddings,
-    section_samples,
+    section_runs, section_curves, section_evaluation, section_model, section_families, section_scaling,
+    section_embeddings, section_samples, section_latent_pipeline,
 ]
 
 

@@ -85,4 +85,5 @@ def host_iterator(data_dir: str | Path, global_batch: int, *, seed: int = 0,
     if global_batch % process_count:
         raise ValueError(f"batch_size={global_batch} is not divisible by the {process_count} processes")
     arrays = load_host_arrays(data_dir, process_index=process_index, process_count=process_count)
+    arrays = {k: arrays[k] for k in ("x", "ctx")}  # the train step takes x and ctx only
     return EpochIterator(arrays, global_batch // process_count, seed=seed)

@@ -26,6 +26,7 @@ class DataConfig:
     image_size: int = 16  # digits are upsampled 8 -> 16 so patch 2 gives 64 tokens
     channels: int = 1  # digits are grey; SDXL latents have 4
     ctx_dim: int = 640  # Gemma-3 270M hidden size
+    autoencoder: str = ""  # AutoencoderKL dir the latents came from ("" = pixel space); sampling decodes with it
 
 
 @checked(fsdp=">=1")

@@ -1,7 +1,10 @@
-"""`ouro sample --ckpt RUN_DIR [--class K ...|--prompt TEXT ...]`: a labelled sample grid.
+"""`ouro sample --ckpt RUN_DIR [--class K ...|--prompt TEXT ...]`: sample images + a grid.
 
 Uses the EMA weights of the latest (or --step) checkpoint. Class labels index the run's
-caption table (digits); prompts are embedded with Gemma-3 (ouro.text.embed).
+caption table (digits); prompts are embedded with Gemma-3 (ouro.text.embed). A run trained
+on latents (config data.autoencoder) is decoded with its autoencoder. Writes each image as
+its own PNG (prompt and sampler settings in the PNG metadata, nothing drawn on the image)
+into a directory named like the grid, plus the grid (RGB for colour images).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--autoguidance", type=float, default=0.0,
                    help="TREAD rate of the weak (unconditional) branch; 0 = plain CFG")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--out", default=None, help="PNG path (default RUN_DIR/samples_<...>.png)")
+    p.add_argument("--out", default=None, help="grid PNG path (default RUN_DIR/samples_<...>.png); the images "
+                   "go into the directory of the same name without .png")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -52,10 +56,26 @@ def main(argv: list[str]) -> int:
                                      method=args.method, cfg_scale=args.cfg, seed=args.seed,
                                      guidance_rate=args.autoguidance)
         names = [str(c) for c in classes]
+    autoencoder = getattr(s.cfg.data, "autoencoder", "")
+    if autoencoder:  # latent run: decode with the autoencoder its dataset was encoded with
+        from ouro.vae import load_autoencoder
+
+        images = load_autoencoder(autoencoder).decode(images)
     out = Path(args.out) if args.out else Path(args.ckpt) / f"samples_step{s.step}_cfg{args.cfg:g}_{args.method}{args.steps}.png"
-    save_grid(images, labels, out, per_row=min(args.per_class, 16), row_names=names,
-              title=f"step {s.step}, {args.method} {args.steps} steps, CFG {args.cfg:g}")
-    print(f"wrote {out}")
+    meta = {"train_step": str(s.step), "sampler": f"{args.method} {args.steps} steps", "cfg_scale": f"{args.cfg:g}",
+            "seed": str(args.seed), "run": str(args.ckpt)}
+    prompts = [args.prompt[k] if args.prompt else f"class {k}" for k in labels.tolist()]
+    from ouro.fileio import write_bytes
+    from ouro.train.png import save_images
+
+    paths = save_images(images, out.with_suffix(""), prompts, prefix="sample", text=meta,
+                        per_row=min(args.per_class, 16), upscale=4 if images.shape[1] < 128 else 1)
+    if images.shape[-1] == 1:  # greyscale: the labelled grid (row names beside the pictures)
+        save_grid(images, labels, out, per_row=min(args.per_class, 16), row_names=names,
+                  title=f"step {s.step}, {args.method} {args.steps} steps, CFG {args.cfg:g}")
+    else:  # colour: the RGB grid (prompts in its metadata) also at the grid path
+        write_bytes(out, paths[-1].read_bytes())
+    print(f"wrote {out} and {len(images)} images in {out.with_suffix('')}/")
     return 0
 
 

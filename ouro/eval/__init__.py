@@ -1,0 +1,1 @@
+"""Evaluation metrics read from pixels: the shapes dataset's analytic scorer, FID."""
