@@ -20,14 +20,14 @@ from ouro.perf import matmul_flops_per_s
 
 STEPS = 10  # timed calls per case, after WARMUP
 WARMUP = 2  # the first calls after compiling warm allocators and caches
-# (kind, preset, dtype): f32 is the reference; bf16 train steps show what bf16 buys per backend
+# (kind, preset, dtype): f32 is the reference; the cmp-tiny bf16 train step shows what bf16
+# buys on this backend (xut-small bf16 is left out to keep `make bench` to minutes)
 CASES = [
     ("train", "cmp-tiny", "float32"),
     ("train", "cmp-tiny", "bfloat16"),
     ("forward", "cmp-tiny", "float32"),
     ("sample", "cmp-tiny", "float32"),
     ("train", "xut-small", "float32"),
-    ("train", "xut-small", "bfloat16"),
     ("forward", "xut-small", "float32"),
     ("sample", "xut-small", "float32"),
 ]
