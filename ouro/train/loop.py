@@ -139,6 +139,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
             csv_log.write(row)
             sinks.log({"loss": m["loss"], "lr": reference_lr(cfg, step - 1, dim), "grad_norm": m["grad_norm"],
                        "images_per_s": ips, "model_flops_per_s": ips * flops_img,
+                       **({"mfu": ips * flops_img / peak} if peak else {}),
                        **{f"loss_t{i}": v for i, v in enumerate(m["loss_t_bins"])}}, step)
         return {**m, "images_per_s": ips, "mfu": ips * flops_img / peak if peak else None}
 
