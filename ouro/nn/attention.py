@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ouro.nn.linear import dense
-from ouro.nn.rope import AxialRoPE, apply_rotation, rotation
+from ouro.nn.rope import AxialRoPE
 
 
 def _heads(dim: int, head_dim: int) -> int:
@@ -31,10 +31,9 @@ class SelfAttention(nnx.Module):
     def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array) -> jax.Array:
         b, l, d = x_bld.shape
         qkv = self.qkv(x_bld.astype(self.dtype)).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
-        # q and k share positions: one (cos, sin) and one rotation over both of them
-        cos, sin = rotation(jnp.broadcast_to(pos_bl2, (b, l, 2)), self.rope.freqs[...])
-        qk = apply_rotation(qkv[:, :, :2], cos, sin)  # (B, L, 2, N, H)
-        o_blnh = jax.nn.dot_product_attention(qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2])
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q, k = self.rope(q, pos_bl2), self.rope(k, pos_bl2)
+        o_blnh = jax.nn.dot_product_attention(q, k, v)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)
 
 
