@@ -123,6 +123,7 @@ def section_runs(ctx: Context) -> str:
         last = r.loss["loss"][np.isfinite(r.loss["loss"])] if r.loss else []
         final = m.get("final_loss", last[-1] if len(last) else None)
         ips = r.loss["images_per_s"][np.isfinite(r.loss["images_per_s"])] if r.loss and "images_per_s" in r.loss else []
+        mfu = r.loss["mfu"][np.isfinite(r.loss["mfu"])] if r.loss and "mfu" in r.loss else []
         acc = (m.get("eval") or {}).get("accuracy")
         steps = f"{m['global_step']:,}/{cfg['steps']:,}" if "global_step" in m and "steps" in cfg else _g(cfg.get("steps"), ",")
         status = r.record.get("status", "")
@@ -134,16 +135,19 @@ def section_runs(ctx: Context) -> str:
                      _g(r.params / 1e6 if r.params else None, ".3g") + (" M" if r.params else ""),
                      _g(cfg.get("batch_size"), ","), _g(cfg.get("lr"), ".3g"), steps, _g(final),
                      _g(acc, ".3f"), _g(float(np.median(ips)) if len(ips) else None, ".4g"),
+                     _g(float(np.median(mfu)) if len(mfu) else None, ".3g"),
                      r.commit.removeprefix("commit ")])
         err = r.record.get("error") or {}
         if err:
             where = f"cell {err['cell_index']}: " if "cell_index" in err else ""
             notes.append(f"- `{r.name}` failed: {where}{err.get('ename')}: {err.get('evalue')}")
     header = ["run", "directory", "started by", "status", "preset", "deltas vs preset", "model", "params", "batch",
-              "lr", "steps", "final loss", "accuracy", "images/s", "commit"]
+              "lr", "steps", "final loss", "accuracy", "images/s", "MFU", "commit"]
     return head + ("Deltas are the config keys that differ from the closest training preset (paths and "
                    "names left out). Accuracy: the digits classifier on the end-of-run sample grid. "
-                   "images/s: median over the logged windows (this machine, whatever its load).\n\n"
+                   "images/s: median over the logged windows (this machine, whatever its load). "
+                   "MFU: model FLOP/s over the peak named in the run's metrics.json `peak_source` (a "
+                   "per-chip table; on CPU a 2048² f32 matmul timed in the training process, a stand-in).\n\n"
                    + table(header, rows) + ("\n\n" + "\n".join(notes) if notes else ""))
 
 

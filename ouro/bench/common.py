@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -27,14 +26,9 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> fl
 
 def reference_matmul_flops(n: int = 2048, dtype: str = "float32") -> float:
     """FLOP/s of an n x n @ n x n jitted matmul on the default device (the ratio base)."""
-    import jax
-    import jax.numpy as jnp
+    from ouro.perf import matmul_flops_per_s
 
-    a = jax.random.normal(jax.random.key(0), (n, n), dtype=jnp.float32).astype(dtype)
-    b = jax.random.normal(jax.random.key(1), (n, n), dtype=jnp.float32).astype(dtype)
-    f = jax.jit(lambda x, y: x @ y)
-    seconds = time_call(lambda: f(a, b).block_until_ready(), warmup=2, repeats=5)
-    return 2 * n**3 / seconds
+    return matmul_flops_per_s(n, dtype)
 
 
 def environment() -> dict[str, Any]:
@@ -51,9 +45,6 @@ def environment() -> dict[str, Any]:
 
 
 def write(name: str, result: dict[str, Any], out_dir: Path = BENCH_DIR) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"env": environment(), **result}, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    from ouro.fileio import write_json
+
+    return write_json(Path(out_dir) / f"{name}.json", {"env": environment(), **result})

@@ -65,6 +65,13 @@ PRESETS: dict[str, XUTConfig] = {
         name="xut-tiny", dim=128, mlp_dim=384, head_dim=32, depth=2, enc_blocks=1, dec_blocks=2,
         pre_blocks=1, post_blocks=1, ctx_dim=640,
     ),
+    # The configuration measured side by side with HDM's own PyTorch XUDiT on a 2-core CPU
+    # (issue 11): big enough (4.46 GFLOP/img forward at 32x32x4, batch 8) that matmuls, not
+    # dispatch, dominate a step, small enough to benchmark in seconds; TREAD off there.
+    "cmp-tiny": XUTConfig(
+        name="cmp-tiny", dim=256, mlp_dim=768, head_dim=64, depth=2, enc_blocks=1, dec_blocks=2,
+        pre_blocks=1, post_blocks=1, ctx_dim=640,
+    ),
     "xut-small": XUTConfig(name="xut-small", dim=896, mlp_dim=3072, head_dim=64, depth=4, enc_blocks=1, dec_blocks=2, ctx_dim=640),
     "xut-base": XUTConfig(name="xut-base", dim=1024, mlp_dim=3072, head_dim=64, depth=4, enc_blocks=1, dec_blocks=3, ctx_dim=1024),
     "xut-large": XUTConfig(name="xut-large", dim=1280, mlp_dim=4096, head_dim=128, depth=4, enc_blocks=1, dec_blocks=3, ctx_dim=1152),
@@ -73,6 +80,7 @@ PRESETS: dict[str, XUTConfig] = {
 # resolution each preset is quoted at by `ouro models` (latent H, W)
 QUOTE_LATENT_HW: dict[str, tuple[int, int]] = {
     "xut-tiny": (16, 16),
+    "cmp-tiny": (32, 32),
     "xut-small": (32, 32),
     "xut-base": (32, 32),
     "xut-large": (32, 32),

@@ -24,6 +24,7 @@ import jax
 from ouro import sharding as shd
 from ouro.config import to_dict
 from ouro.model.registry import family_of
+from ouro.perf import job_peak
 from ouro.run import git_commit
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
@@ -115,25 +116,35 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         raise NonFiniteLoss(f"non-finite loss/gradient at step {first_bad or step} (run "
                             f"{cfg.name!r}); stopping. {where}")
 
-    def log_row(step: int, seconds: float, steps_timed: int) -> dict[str, Any]:
-        nonlocal state
-        state, m = read_and_reset_acc(state)  # host sync
+    # MFU denominator, taken before the clock starts (on CPU it times a matmul)
+    peak, peak_source = job_peak() if flops_img else (0.0, "")
+
+    def log_row(step: int, steps_timed: int) -> dict[str, Any]:
+        nonlocal state, t_window
+        state, m = read_and_reset_acc(state)  # host sync: waits for every step dispatched so far
+        # Throughput over wall time between two such syncs: windows tile the loop (input,
+        # checkpoint saves and the first step's compile all count: a user waits for them).
+        # Timing before the sync would measure dispatch only (steps queue up asynchronously).
+        now, stamp = time.perf_counter(), time.time()
+        seconds, t_window = now - t_window, now
         stop_if_diverged(step, m["first_bad"], m["loss"])
         ips = steps_timed * cfg.batch_size / max(seconds, 1e-9)
         row = {"epoch": step // steps_per_epoch, "step": step % steps_per_epoch,
                "global_step": step, "loss": f"{m['loss']:.6g}",
                "lr": f"{reference_lr(cfg, step - 1, dim):.6g}",
                "grad_norm": f"{m['grad_norm']:.6g}", "images_per_s": f"{ips:.4g}",
-               "model_flops_per_s": f"{ips * flops_img:.4g}"}
+               "model_flops_per_s": f"{ips * flops_img:.4g}",
+               "mfu": f"{ips * flops_img / peak:.4g}" if peak else "", "timestamp": f"{stamp:.3f}"}
         if csv_log is not None:
             csv_log.write(row)
             sinks.log({"loss": m["loss"], "lr": reference_lr(cfg, step - 1, dim), "grad_norm": m["grad_norm"],
                        "images_per_s": ips, "model_flops_per_s": ips * flops_img,
+                       **({"mfu": ips * flops_img / peak} if peak else {}),
                        **{f"loss_t{i}": v for i, v in enumerate(m["loss_t_bins"])}}, step)
-        return {**m, "images_per_s": ips}
+        return {**m, "images_per_s": ips, "mfu": ips * flops_img / peak if peak else None}
 
     # -- the loop ------------------------------------------------------------------------
-    last = {"loss": float("nan"), "loss_t_bins": [], "images_per_s": float("nan")}
+    last = {"loss": float("nan"), "loss_t_bins": [], "images_per_s": float("nan"), "mfu": None}
     stopped_by = None
     bar = None
     if cfg.progress and is_main:
@@ -150,8 +161,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         kept_epoch = step % keep_every == 0  # an epoch end kept for good: always saved
         scheduled = step % cfg.ckpt_every == 0 or kept_epoch or step == cfg.steps
         if step % cfg.log_every == 0 or scheduled:
-            last = log_row(step, time.perf_counter() - t_window, step - window_start)
-            t_window, window_start = time.perf_counter(), step
+            last = log_row(step, step - window_start)  # resets t_window at its host sync
+            window_start = step
             if bar is not None:  # updated after the sync only: dispatch runs ahead of compute
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 bar.update(step - bar.n)
@@ -180,6 +191,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         "finished": step >= cfg.steps, "stopped_by": stopped_by, "resumed_from": resumed_from,
         "final_loss": last["loss"], "loss_t_bins": last["loss_t_bins"],
         "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
+        "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"),
         "git": git_commit(),  # provenance for `ouro report`
     }

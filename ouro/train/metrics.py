@@ -24,7 +24,7 @@ from ouro.fileio import write_json, write_text  # noqa: F401 - write_json re-exp
 
 
 COLUMNS = ("timestamp", "epoch", "step", "global_step", "loss", "lr", "grad_norm",
-           "images_per_s", "model_flops_per_s")
+           "images_per_s", "model_flops_per_s", "mfu")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
