@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ouro.train.cli", "train an XUT with rectified flow (key=value config overrides)"),
     "sample": ("ouro.train.sample_cli", "sample a labelled grid from a checkpoint with CFG"),
     "sweep": ("ouro.train.sweep", "score samples over sampler steps x CFG scale"),
+    "data": ("ouro.data.cli", "convert PT files / image folders / parquet into sharded latents; check a dataset"),
     "embed": ("ouro.text.cli", "Gemma-3 270M text embeddings (texts file or ImageNet classes)"),
     "run": ("ouro.run", "execute a notebook headlessly with papermill into outputs/runs/<name>/"),
     "pod-run": ("ouro.run", "build (and optionally run) the same papermill run on every TPU-pod host"),

@@ -13,6 +13,7 @@ BENCHES = {
     "model": "ouro.bench.model",
     "text": "ouro.bench.text",
     "train": "ouro.bench.train",
+    "data": "ouro.bench.data",
 }
 
 
