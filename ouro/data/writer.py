@@ -67,7 +67,8 @@ class ShardWriter:
         self.shards[name] = Shard(name, next(iter(counts.values())), files)
         write_json(self.out / PROGRESS, {
             "source": self.source, "shards": [vars(s) for s in self.shards.values()],
-            "fields": {k: {"dtype": f.dtype, "shape": list(f.shape)} for k, f in self.fields.items()}})
+            "fields": {k: {"dtype": f.dtype, "shape": list(f.shape)} for k, f in self.fields.items()}},
+            sort_keys=False)  # field order as written: a resumed index.json is byte-identical
         return self.shards[name]
 
     def finish(self) -> Index:

@@ -40,6 +40,10 @@ def open_table(path: Path, columns: list[str]):
 
     try:
         if path.suffix == ".parquet":
+            names = pq.read_schema(path).names
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise UserError(f"{path}: no column {missing[0]!r}; columns: {', '.join(names)}")
             table = pq.read_table(path, columns=columns, memory_map=True)
         else:  # save_to_disk writes the Arrow IPC stream format
             table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
