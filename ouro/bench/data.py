@@ -9,7 +9,8 @@ Cases (each delivers the train step's batch: float32 x (128, 32, 32, 4), ctx (12
   mmap_cached:   memory-mapped shards, files in the page cache (data.mode=stream, local)
   mmap_cold:     the same after evicting the files from the page cache (posix_fadvise
                  DONTNEED), so pages come from disk
-  arrayrecord:   the same rows as ArrayRecord records (one record = row bytes), read by
+  arrayrecord:   the same rows as ArrayRecord records (one record = row bytes; file freshly
+                 written, so in the page cache: compare with mmap_cached), read by
                  array_record's parallel reader + decode: the alternative format we measured
 `rows_per_s / demand_rows_per_s` is the headroom. The reference matmul (same process) lets
 runs on different machines be compared; timings under load are unreliable.
@@ -44,6 +45,7 @@ def _evict(path: str) -> None:
     for name in os.listdir(path):
         fd = os.open(os.path.join(path, name), os.O_RDONLY)
         try:
+            os.fsync(fd)  # DONTNEED drops only clean pages: flush the just-written files first
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)

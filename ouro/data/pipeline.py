@@ -21,7 +21,6 @@ host count.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -43,6 +42,7 @@ class BatchOrder:
             raise UserError(f"data.groups={self.groups} must be >= 1 and divide batch_size={self.global_batch}")
         if not 0 < self.global_batch <= self.rows - self.rows % self.groups:
             raise UserError(f"batch_size={self.global_batch}: must be in 1..{self.rows} (dataset size)")
+        object.__setattr__(self, "_perms", {})  # (epoch, group) -> permutation; two epochs kept
 
     @property
     def group_rows(self) -> int:
@@ -56,10 +56,16 @@ class BatchOrder:
     def steps_per_epoch(self) -> int:
         return self.group_rows // self.sub_batch  # each group's ragged tail is dropped
 
-    @functools.lru_cache(maxsize=64)
     def permutation(self, epoch: int, group: int) -> np.ndarray:
-        key = [self.seed, epoch] if self.groups == 1 else [self.seed, epoch, group]
-        return np.random.default_rng(key).permutation(self.group_rows) + group * self.group_rows
+        """Rows of `group` in epoch order (cached: 11M rows cost ~0.1 s to permute)."""
+        perm = self._perms.get((epoch, group))
+        if perm is None:
+            key = [self.seed, epoch] if self.groups == 1 else [self.seed, epoch, group]
+            perm = np.random.default_rng(key).permutation(self.group_rows) + group * self.group_rows
+            for old in [k for k in list(self._perms) if k[0] < epoch - 1]:  # bounded memory
+                self._perms.pop(old, None)
+            self._perms[(epoch, group)] = perm
+        return perm
 
     def global_rows(self, step: int) -> np.ndarray:
         """(global_batch,) row numbers of global batch `step` (counted from the start)."""

@@ -223,3 +223,21 @@ def test_from_hf_save_to_disk_captions(tmp_path, monkeypatch):
     got = read_all(tmp_path / "ds", ("embeddings",))["embeddings"]
     np.testing.assert_array_equal(got, fake_embed(["a automobile", "a airplane", "a bird"]))
     interrupted_equals_uninterrupted(convert, tmp_path / "r", monkeypatch)
+
+
+@pytest.mark.gemma
+def test_from_images_cli_embeds_captions_with_gemma(tmp_path, capsys):
+    from ouro.text import embed
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    captions = ["a red square", "a green square"]
+    for i, (c, text) in enumerate(zip([(255, 0, 0), (0, 255, 0)], captions)):
+        _stripes(8, 8, [c]).save(d / f"{i}.png")
+        (d / f"{i}.txt").write_text(text)
+    assert ouro(["data", "from-images", str(d), "--out", str(tmp_path / "ds"), "--size", "4",
+                 "--no-progress"]) == 0
+    assert "wrote 2 rows in 1 shards" in capsys.readouterr().out
+    got = read_all(tmp_path / "ds", ("latents", "embeddings"))
+    np.testing.assert_allclose(got["embeddings"], embed(captions, progress=False), rtol=1e-6)
+    assert got["latents"].shape == (2, 4, 4, 3)
