@@ -4,7 +4,7 @@ Rows shaped as the Ouroboros xut-small-256 run: latents 32x32x4 float16 + embedd
 float32 (10,752 bytes/row). One host's demand: 128 rows per step (global batch 1024 over 8
 hosts); step time = 128 x train FLOPs per image (3 x forward, from the model's own count at
 the preset's TREAD rate 0.5) / (4 chips x 197 TFLOP/s bf16 x MFU), MFU assumed 0.4.
-Cases (each delivers the train step's batch: float32 x (128, 32, 32, 4), ctx (128, 1, 640)):
+Cases (each delivers the train step's batch: float16 x (128, 32, 32, 4), ctx (128, 1, 640)):
   preload:       the host's share in RAM (data.mode=preload)
   mmap_cached:   memory-mapped shards, files in the page cache (data.mode=stream, local)
   mmap_cold:     the same after evicting the files from the page cache (posix_fadvise
@@ -75,7 +75,7 @@ def _arrayrecord(path: str, lat: np.ndarray, emb: np.ndarray, steps: int) -> flo
         rows = np.sort(rng.choice(len(lat), LOCAL_BATCH, replace=False))
         recs = reader.read([int(r) for r in rows])
         buf = np.frombuffer(b"".join(recs), np.uint8).reshape(LOCAL_BATCH, -1)
-        x = buf[:, :8192].view(np.float16).reshape(-1, 32, 32, 4).astype(np.float32)
+        x = buf[:, :8192].view(np.float16).reshape(-1, 32, 32, 4)  # float16, as the loader yields
         ctx = buf[:, 8192:].view(np.float32)[:, None, :]
     assert x.shape == (LOCAL_BATCH, 32, 32, 4) and ctx.shape == (LOCAL_BATCH, 1, 640)
     reader.close()

@@ -2,8 +2,8 @@
 
 `sharded_loader(url, global_batch, ...)` checks the dataset (index, files, and against the
 model's expected shapes), decides RAM preload vs streaming, and returns the resumable Grain
-loader of ouro/data/pipeline.py yielding {"x": (B, H, W, C) float32, "ctx": (B, 1, E) float32}.
-Latents are stored float16 and cast here; the train step casts to its compute dtype.
+loader of ouro/data/pipeline.py yielding {"x": (B, H, W, C) float16 as stored, "ctx": (B, 1, E) float32}. The train step
+casts x to float32 on device (the model then computes in its own dtype).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ PRELOAD_FRACTION = 0.5  # "auto" preloads when this host's share fits in half th
 
 
 def to_batch(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Dataset fields -> the train step's batch: NHWC latents and one pooled context token."""
-    return {"x": rows["latents"].astype(np.float32),
-            "ctx": rows["embeddings"].astype(np.float32)[:, None, :]}  # (B, 1, E)
+    """Dataset fields -> the train step's batch: NHWC latents (as stored, e.g. float16: the
+    step casts on device) and one pooled context token."""
+    return {"x": rows["latents"],
+            "ctx": rows["embeddings"].astype(np.float32, copy=False)[:, None, :]}  # (B, 1, E)
 
 
 def check_shapes(source: ShardedSource, *, latent_shape: tuple[int, ...] | None = None,

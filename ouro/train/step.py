@@ -100,7 +100,8 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
     def train_step(state: dict, batch: dict) -> dict:
         key = jax.random.wrap_key_data(state["rng"])
         key, k_drop, k_loss, k_tread = jax.random.split(key, 4)
-        x, ctx = batch["x"], batch["ctx"]
+        # sharded latents arrive as stored (float16: half the host->device bytes, no host cast)
+        x, ctx = batch["x"].astype(jnp.float32), batch["ctx"]
         # CFG dropout: the null condition is an all-zero context (what sampling uses)
         keep = jax.random.bernoulli(k_drop, 1.0 - cfg.cfg_dropout, (x.shape[0],))
         ctx = ctx * keep[:, None, None].astype(ctx.dtype)

@@ -70,7 +70,7 @@ def test_preload_and_stream_give_the_same_batches_and_resume(dataset):
     b = [next(stream) for _ in range(6)]
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x["x"], y["x"])
-        assert x["x"].dtype == np.float32 and x["ctx"].shape == (8, 1, 640)
+        assert x["x"].dtype == np.float16 and x["ctx"].shape == (8, 1, 640)  # cast on device
     rows = pre.order.global_rows(0)
     np.testing.assert_array_equal(a[0]["x"], lat[rows].astype(np.float32))
     np.testing.assert_array_equal(a[0]["ctx"][:, 0], emb[rows])
