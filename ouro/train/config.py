@@ -21,7 +21,7 @@ from ouro.config import ConfigError, checked
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     kind: Literal["digits", "sharded"] = "digits"  # digits ship with scikit-learn: no download
-    path: str = ""  # directory with index.json + shards (kind="sharded")
+    path: str = ""  # kind="sharded": dataset dir with index.json, local or gs://... (`ouro data` writes one)
     context: Literal["gemma", "random"] = "gemma"  # digits: Gemma-3 caption embeddings
     image_size: int = 16  # digits are upsampled 8 -> 16 so patch 2 gives 64 tokens
     channels: int = 1  # digits are grey; SDXL latents have 4
