@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ouro.config import ConfigError, checked
 
 
-@checked(image_size=">0", channels=">0", ctx_dim=">0")
+@checked(image_size=">0", channels=">0", ctx_dim=">0", groups=">=1", workers=">=0", prefetch=">=0")
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     kind: Literal["digits", "sharded"] = "digits"  # digits ship with scikit-learn: no download
