@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("ouro.train.sweep", "score samples over sampler steps x CFG scale"),
     "vae": ("ouro.vae.cli", "train / evaluate the small KL autoencoder on the embedded shapes images"),
     "fid": ("ouro.eval.fid_cli", "FID of images / a run's samples vs reference statistics (user's Inception weights)"),
+    "data": ("ouro.data.cli", "convert PT files / image folders / parquet into sharded latents; check a dataset"),
     "embed": ("ouro.text.cli", "Gemma-3 270M text embeddings (texts file or ImageNet classes)"),
     "run": ("ouro.run", "execute a notebook headlessly with papermill into outputs/runs/<name>/"),
     "pod-run": ("ouro.run", "build (and optionally run) the same papermill run on every TPU-pod host"),

@@ -14,6 +14,7 @@ BENCHES = {
     "text": "ouro.bench.text",
     "train": "ouro.bench.train",
     "families": "ouro.bench.families",
+    "data": "ouro.bench.data",
 }
 
 

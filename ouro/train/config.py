@@ -17,16 +17,20 @@ from typing import Any, Literal
 from ouro.config import ConfigError, checked
 
 
-@checked(image_size=">0", channels=">0", ctx_dim=">0")
+@checked(image_size=">0", channels=">0", ctx_dim=">0", groups=">=1", workers=">=0", prefetch=">=0")
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     kind: Literal["digits", "sharded"] = "digits"  # digits ship with scikit-learn: no download
-    path: str = ""  # directory with index.json + shards (kind="sharded")
+    path: str = ""  # kind="sharded": dataset dir with index.json, local or gs://... (`ouro data` writes one)
     context: Literal["gemma", "random"] = "gemma"  # digits: Gemma-3 caption embeddings
     image_size: int = 16  # digits are upsampled 8 -> 16 so patch 2 gives 64 tokens
     channels: int = 1  # digits are grey; SDXL latents have 4
     ctx_dim: int = 640  # Gemma-3 270M hidden size
     autoencoder: str = ""  # AutoencoderKL dir the latents came from ("" = pixel space); sampling decodes with it
+    mode: Literal["auto", "preload", "stream"] = "auto"  # sharded: RAM preload if the host's share fits
+    groups: int = 1  # sharded: row groups; hosts dividing it preload only their 1/P (ouro/data/pipeline.py)
+    workers: int = 4  # sharded streaming: reader threads (I/O releases the GIL)
+    prefetch: int = 4  # batches read ahead of the train step
 
 
 @checked(fsdp=">=1")
@@ -133,7 +137,8 @@ def _latents(model_name: str, image: int) -> TrainConfig:
     from ouro.model import preset
 
     return TrainConfig(model=preset(model_name, in_channels=4, patch_size=2),
-                       data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4),
+                       data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4,
+                                       groups=8),  # 8 hosts of a v5e-32: each preloads 1/8
                        name=model_name, out_dir=f"outputs/{model_name}", steps=200_000,
                        batch_size=1024, warmup_steps=1000, dtype="bfloat16", log_every=100,
                        ckpt_every=1000, keep_ckpts=3, wandb=True, wandb_project="xut-small-256",
@@ -166,6 +171,14 @@ def _family_digits(fam: str, smoke: bool) -> TrainConfig:
     model = _family_model((_FAMILY_SMOKE if smoke else _FAMILY_DIGITS)[fam])
     return dataclasses.replace(base, model=model, tread_rate=0.0, name=f"{base.name}-{fam}",
                                out_dir=f"{base.out_dir}-{fam}")
+def _latents_smoke(**kw: Any) -> TrainConfig:
+    # the xut-small-256 path (sharded float16 NHWC latents + Gemma embeddings) at CPU size
+    return TrainConfig(model=_digits_model(in_channels=4, patch_size=2, dim=32, mlp_dim=64, head_dim=16,
+                                           depth=1, pre_blocks=0, post_blocks=0),
+                       data=DataConfig(kind="sharded", image_size=8, channels=4, groups=2),
+                       name="latents-smoke", out_dir="outputs/latents-smoke", steps=8, batch_size=8,
+                       warmup_steps=2, log_every=1, ckpt_every=4, progress=False, eval_samples=False,
+                       mesh=MeshConfig(data=1), **kw)
 
 
 PRESETS = {
@@ -175,6 +188,7 @@ PRESETS = {
     # the same digits runs with the other model families (DiT, MMDiT, InContextMMDiT)
     **{f"digits-{fam}": (lambda fam=fam: _family_digits(fam, False)) for fam in _FAMILY_DIGITS},
     **{f"digits-smoke-{fam}": (lambda fam=fam: _family_digits(fam, True)) for fam in _FAMILY_SMOKE},
+    "latents-smoke": _latents_smoke,  # seconds: sharded data.path=DIR of 8x8x4 latents (tests)
 }
 
 
@@ -200,6 +214,10 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
            f"{cfg.warmup_steps} must be in [0, steps={cfg.steps}]")
     _check(cfg.data.kind != "sharded" or bool(cfg.data.path), "data.path",
            "required when data.kind='sharded'")
+    _check(cfg.data.groups >= 1 and cfg.batch_size % cfg.data.groups == 0, "data.groups",
+           f"{cfg.data.groups} must be >= 1 and divide batch_size={cfg.batch_size}")
+    _check(cfg.data.workers >= 0 and cfg.data.prefetch >= 0, "data.workers",
+           "data.workers and data.prefetch must be >= 0")
     if n_devices is not None:
         _check(cfg.mesh.fsdp >= 1 and n_devices % cfg.mesh.fsdp == 0, "mesh.fsdp",
                f"{cfg.mesh.fsdp} must divide the {n_devices} devices")

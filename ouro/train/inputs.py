@@ -1,4 +1,7 @@
-"""The training input for a config: a resumable per-host iterator of {"x", "ctx"} batches."""
+"""The training input for a config: a resumable per-host loader of {"x", "ctx"} batches.
+
+Built before the model: a dataset that disagrees with the config fails here, naming the file.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,11 @@ from typing import Any
 
 import jax
 
-from ouro.data import EpochIterator, host_iterator, load_digits
+from ouro.data import EpochIterator, Loader, load_digits, sharded_loader
 
 
-def make_input(cfg: Any) -> tuple[EpochIterator, dict[str, Any]]:
-    """(iterator, info). The iterator yields local numpy batches of batch_size / processes."""
+def make_input(cfg: Any) -> tuple[Loader, dict[str, Any]]:
+    """(loader, info). The loader yields local numpy batches of batch_size / processes."""
     pid, pcount = jax.process_index(), jax.process_count()
     if cfg.data.kind == "digits":
         digits = load_digits(cfg.data.context, seed=0)
@@ -20,7 +23,10 @@ def make_input(cfg: Any) -> tuple[EpochIterator, dict[str, Any]]:
         return it, {"kind": "digits", "train_size": len(digits.x_train),
                     "context_source": digits.context_source, "digits": digits}
     if cfg.data.kind == "sharded":
-        it = host_iterator(cfg.data.path, cfg.batch_size, seed=cfg.seed, process_index=pid,
-                           process_count=pcount)
-        return it, {"kind": "sharded", "train_size": it.size * pcount}
+        d = cfg.data
+        it = sharded_loader(d.path, cfg.batch_size, seed=cfg.seed, groups=d.groups, mode=d.mode,
+                            workers=d.workers, prefetch=d.prefetch,
+                            latent_shape=(d.image_size, d.image_size, d.channels), embed_dim=d.ctx_dim,
+                            process_index=pid, process_count=pcount, progress=cfg.progress)
+        return it, {"kind": "sharded", "train_size": it.size}
     raise ValueError(f"data.kind={cfg.data.kind!r}: expected 'digits' or 'sharded'")

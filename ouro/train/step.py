@@ -110,7 +110,8 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
     def train_step(state: dict, batch: dict) -> dict:
         key = jax.random.wrap_key_data(state["rng"])
         key, k_drop, k_loss, k_tread = jax.random.split(key, 4)
-        x = batch["x"]
+        # sharded latents arrive as stored (float16: half the host->device bytes, no host cast)
+        x = batch["x"].astype(jnp.float32)
         ctx, ctx_mask = condition_of(cfg.model, batch)
         # CFG dropout: the model swaps in its own null condition (ouro.denoiser), as sampling does
         drop = jax.random.bernoulli(k_drop, cfg.cfg_dropout, (x.shape[0],))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ouro.data import EpochIterator, host_iterator, load_digits, load_host_arrays, write_shards
+from ouro.data import EpochIterator, load_digits
 from ouro.data.digits import CAPTIONS, upsample
 
 
@@ -60,20 +60,3 @@ def test_hosts_split_the_same_global_batch():
         g = next(whole)["label"]
         parts = np.concatenate([next(h)["label"] for h in hosts])
         np.testing.assert_array_equal(parts, g)  # same rows in the same order
-
-
-def test_sharded_round_trip(tmp_path):
-    n = 30
-    lat = np.random.default_rng(0).normal(size=(n, 4, 4, 2)).astype(np.float16)
-    emb = np.random.default_rng(1).normal(size=(n, 640)).astype(np.float32)
-    write_shards(tmp_path, lat, emb, labels=np.arange(n), shard_size=8)  # 4 shards: 8,8,8,6
-    a0 = load_host_arrays(tmp_path, process_index=0, process_count=2)
-    a1 = load_host_arrays(tmp_path, process_index=1, process_count=2)
-    assert len(a0["x"]) == len(a1["x"]) == 14  # trimmed to the smaller host
-    assert not set(a0["label"]) & set(a1["label"])
-    np.testing.assert_allclose(a0["x"][0], lat[0].astype(np.float32))
-    np.testing.assert_allclose(a1["ctx"][0, 0], emb[8])
-    it = host_iterator(tmp_path, 4, process_index=1, process_count=2)
-    assert next(it)["x"].shape == (2, 4, 4, 2)
-    with pytest.raises(FileNotFoundError, match="index.json"):
-        load_host_arrays(tmp_path / "nope")

@@ -1,7 +1,9 @@
 """One process of the 2-process CPU test (run by test_multiprocess.py, not collected).
 
-Env: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, OUT (json path).
-Prints nothing; writes {"losses": [...], "process_index": i, "devices": n} to OUT.
+Env: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, OUT (json path), DATA (a
+sharded dataset: also train on it, each process preloading only its half).
+Prints nothing; writes {"losses": [...], "sharded_losses": [...], "preloaded_rows": n,
+"process_index": i, "devices": n} to OUT.
 """
 
 import importlib.util
@@ -23,7 +25,7 @@ spec = importlib.util.spec_from_file_location("toyconf", Path(__file__).with_nam
 toy = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(toy)
 
-from ouro.data import EpochIterator  # noqa: E402
+from ouro.data import EpochIterator, sharded_loader  # noqa: E402
 from ouro.train import TrainConfig  # noqa: E402
 from ouro.train.config import DataConfig  # noqa: E402
 from ouro.train.step import build_trainer, read_and_reset_acc  # noqa: E402
@@ -40,13 +42,21 @@ def main() -> None:
     mesh = shd.make_mesh()
     trainer = build_trainer(cfg, mesh, toy.make_toy)
     state = trainer.make_state()
-    losses = []
-    for _ in range(3):
-        state = trainer.step(state, shd.global_batch(next(it), mesh))
-        state, m = read_and_reset_acc(state)
-        losses.append(m["loss"])
-    Path(os.environ["OUT"]).write_text(json.dumps(
-        {"losses": losses, "process_index": jax.process_index(), "devices": jax.device_count()}))
+    def run(it, state):
+        losses = []
+        for _ in range(3):
+            state = trainer.step(state, shd.global_batch(next(it), mesh))
+            state, m = read_and_reset_acc(state)
+            losses.append(m["loss"])
+        return losses
+
+    out = {"losses": run(it, state), "process_index": jax.process_index(), "devices": jax.device_count()}
+    if os.environ.get("DATA"):
+        data = sharded_loader(os.environ["DATA"], 16, seed=0, groups=2, mode="preload",
+                              process_index=jax.process_index(), process_count=jax.process_count())
+        out["preloaded_rows"] = len(data.source._ram["latents"])
+        out["sharded_losses"] = run(data, trainer.make_state())
+    Path(os.environ["OUT"]).write_text(json.dumps(out))
     jax.distributed.shutdown()
 
 

@@ -1,0 +1,107 @@
+"""Image folders (+ captions) -> shards.
+
+Captions, in this order of precedence:
+  - one metadata file in DIR: `captions.jsonl` or `metadata.jsonl` (Hugging Face imagefolder),
+    one JSON object per line with "file" / "file_name" (path relative to DIR) and
+    "caption" / "text";
+  - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped).
+Images are center-cropped to a square, resized to `size` (Lanczos), scaled to [-1, 1] and
+passed through `encode` (an autoencoder: (N, H, W, 3) -> NHWC latents) or kept as pixels.
+Captions are embedded per shard with `embed` (default: Gemma-3 via ouro.text.embed, cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ouro.data.convert.plan import Embed, Encode, chunks, default_embed, run_plan, to_latents
+from ouro.data.format import Index
+from ouro.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+METADATA_FILES = ("captions.jsonl", "metadata.jsonl")
+
+
+def load_image(src: str | bytes | Path, size: int, where: str) -> np.ndarray:
+    """(size, size, 3) float32 in [-1, 1]: center crop to a square, then resize."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = min(w, h)
+            im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+            im = im.resize((size, size), Image.Resampling.LANCZOS)
+            return np.asarray(im, np.float32) / 127.5 - 1.0
+    except (OSError, ValueError) as e:
+        raise UserError(f"{where}: not a readable image ({e})") from None
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save captions as UTF-8") from None
+
+
+def find_captions(root: Path) -> dict[str, str]:
+    """{relative image path: caption} for every image under root."""
+    images = sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise UserError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    meta = next((root / m for m in METADATA_FILES if (root / m).exists()), None)
+    captions: dict[str, str] = {}
+    if meta is not None:
+        for ln, line in enumerate(read_text(meta).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                name = row.get("file", row.get("file_name"))
+                text = row.get("caption", row.get("text"))
+            except (json.JSONDecodeError, AttributeError):
+                raise UserError(f"{meta}:{ln}: not a JSON object") from None
+            if not isinstance(name, str) or not isinstance(text, str) or not text.strip():
+                raise UserError(f"{meta}:{ln}: needs a 'file' (or 'file_name') and a non-empty 'caption' (or 'text')")
+            captions[name] = text.strip()
+    else:
+        for name in images:
+            txt = (root / name).with_suffix(".txt")
+            if txt.exists():
+                captions[name] = read_text(txt).strip()
+    missing = [n for n in images if not captions.get(n)]
+    if missing:
+        how = meta or f"{(root / missing[0]).with_suffix('.txt')}"
+        raise UserError(f"{root / missing[0]}: no caption ({len(missing)} images lack one; looked in {how})")
+    return {n: captions[n] for n in images}
+
+
+def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
+                   encode: Encode | None = None, embed: Embed | None = None,
+                   shard_size: int = 4096, encoder_name: str = "pixels",
+                   progress: bool = True) -> Index:
+    root = Path(src_dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a directory")
+    captions = find_captions(root)
+    names = list(captions)
+    embed = embed or default_embed
+    listing = hashlib.sha256("\n".join(f"{n}\t{captions[n]}" for n in names).encode()).hexdigest()
+
+    def build(a: int, b: int) -> dict[str, np.ndarray]:
+        pixels = np.stack([load_image(root / n, size, str(root / n)) for n in names[a:b]])
+        return {"latents": to_latents(pixels, encode),
+                "embeddings": np.asarray(embed([captions[n] for n in names[a:b]]), np.float32)}
+
+    plan = [(f"shard-{j:05d}", lambda a=a, b=b: build(a, b)) for j, (a, b) in enumerate(chunks(len(names), shard_size))]
+    source = {"from-images": str(root.resolve()), "images": len(names), "listing_sha256": listing,
+              "size": size, "encoder": encoder_name, "shard_size": shard_size}
+    return run_plan(out_dir, plan, source=source, desc="from-images", progress=progress)

@@ -1,0 +1,130 @@
+"""Parquet files / a Hugging Face `save_to_disk` directory -> shards.
+
+Input: a .parquet file, a directory of .parquet files, or a directory written by
+`datasets.Dataset.save_to_disk` (Arrow IPC `*.arrow` files + dataset_info.json; read with
+pyarrow, so the heavy `datasets` package is not needed). Each row has an image column
+(bytes, or Hugging Face's {"bytes", "path"} struct) and either a caption column (text,
+embedded per shard) or a label column (integer class: the row gets its class name's
+embedding, as `ouro embed --imagenet` makes them; the label is stored as field `labels`).
+Class names: `class_names` (a list, or "imagenet"), else the ClassLabel names recorded in the
+files' Hugging Face metadata. Shards never span input files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ouro.data.convert.images import load_image
+from ouro.data.convert.plan import Embed, Encode, chunks, default_embed, run_plan, to_latents
+from ouro.data.format import Index
+from ouro.errors import UserError
+
+
+def input_files(src: Path) -> list[Path]:
+    if src.is_file():
+        return [src]
+    files = sorted(src.rglob("*.parquet")) or sorted(src.rglob("*.arrow"))
+    if not files:
+        raise UserError(f"{src}: no .parquet or .arrow files (expected parquet files or a save_to_disk directory)")
+    return files
+
+
+def open_table(path: Path, columns: list[str]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix == ".parquet":
+            names = pq.read_schema(path).names
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise UserError(f"{path}: no column {missing[0]!r}; columns: {', '.join(names)}")
+            table = pq.read_table(path, columns=columns, memory_map=True)
+        else:  # save_to_disk writes the Arrow IPC stream format
+            table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UserError(f"{path}: not a readable parquet/arrow file ({e})") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise UserError(f"{path}: no column {missing[0]!r}; columns: {', '.join(table.column_names)}")
+    return table.select(columns)
+
+
+def hf_class_names(src: Path, files: Sequence[Path], column: str) -> list[str] | None:
+    """ClassLabel names from dataset_info.json or the parquet schema's Hugging Face metadata."""
+    info = src / "dataset_info.json" if src.is_dir() else None
+    features = None
+    if info is not None and info.exists():
+        features = json.loads(info.read_text()).get("features")
+    elif files[0].suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(files[0]).metadata or {}
+        if b"huggingface" in meta:
+            features = json.loads(meta[b"huggingface"]).get("info", {}).get("features")
+    names = (features or {}).get(column, {}).get("names")
+    return list(names) if names else None
+
+
+def _image_bytes(value, where: str) -> bytes:
+    if isinstance(value, dict):
+        value = value.get("bytes")
+    if not isinstance(value, bytes):
+        raise UserError(f"{where}: image cell is {type(value).__name__}, expected bytes or {{'bytes': ...}}")
+    return value
+
+
+def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str = "image",
+                    caption_column: str | None = None, label_column: str | None = None,
+                    class_names: Sequence[str] | str | None = None, size: int = 256,
+                    encode: Encode | None = None, embed: Embed | None = None,
+                    shard_size: int = 4096, encoder_name: str = "pixels", progress: bool = True) -> Index:
+    src = Path(src)
+    if (caption_column is None) == (label_column is None):
+        raise UserError("from-parquet: give exactly one of --caption-column or --label-column")
+    files = input_files(src)
+    embed = embed or default_embed
+    text_col = caption_column or label_column
+    tables = [open_table(f, [image_column, text_col]) for f in files]
+    class_emb = None
+    if label_column is not None:
+        if class_names == "imagenet":
+            from ouro.text.imagenet import class_names as imagenet_names
+
+            class_names = imagenet_names("full")
+        class_names = list(class_names) if class_names else hf_class_names(src, files, label_column)
+        if not class_names:
+            raise UserError(f"{src}: column {label_column!r} has no class names in its metadata; "
+                            f"pass --class-names imagenet or a file with one name per line")
+        class_emb = np.asarray(embed(class_names), np.float32)  # (K, E): once, not per row
+
+    def build(fi: int, a: int, b: int) -> dict[str, np.ndarray]:
+        t = tables[fi].slice(a, b - a)
+        where = f"{files[fi]}"
+        pixels = np.stack([load_image(_image_bytes(v, f"{where} row {a + r}"), size, f"{where} row {a + r}")
+                           for r, v in enumerate(t.column(image_column).to_pylist())])
+        out = {"latents": to_latents(pixels, encode)}
+        values = t.column(text_col).to_pylist()
+        if class_emb is None:
+            bad = next((r for r, v in enumerate(values) if not isinstance(v, str) or not v.strip()), None)
+            if bad is not None:
+                raise UserError(f"{where} row {a + bad}: column {text_col!r} is not a non-empty caption")
+            out["embeddings"] = np.asarray(embed(values), np.float32)
+        else:
+            labels = np.asarray(values, np.int64)
+            if labels.min() < 0 or labels.max() >= len(class_emb):
+                raise UserError(f"{where}: column {text_col!r} has labels outside 0..{len(class_emb) - 1}")
+            out["embeddings"], out["labels"] = class_emb[labels], labels
+        return out
+
+    plan = [(f"shard-{fi:05d}-{j:05d}", lambda fi=fi, a=a, b=b: build(fi, a, b))
+            for fi, t in enumerate(tables) for j, (a, b) in enumerate(chunks(t.num_rows, shard_size))]
+    source = {"from-parquet": [[str(f.relative_to(src)) if src.is_dir() else f.name, f.stat().st_size] for f in files],
+              "columns": [image_column, text_col], "size": size, "encoder": encoder_name,
+              "shard_size": shard_size, "class_names": len(class_emb) if class_emb is not None else None}
+    return run_plan(out_dir, plan, source=source, desc="from-parquet", progress=progress)

@@ -1,0 +1,49 @@
+"""A small sharded dataset shared by the data tests: 4 shards of uneven counts, float16."""
+
+import numpy as np
+import pytest
+
+from ouro.data import ShardWriter
+
+COUNTS = (10, 7, 9, 6)
+
+
+def make_dataset(path, counts=COUNTS, shape=(8, 8, 4), width=640, seed=0):
+    rng = np.random.default_rng(seed)
+    n = sum(counts)
+    lat = rng.normal(size=(n, *shape)).astype(np.float16)
+    emb = rng.normal(size=(n, width)).astype(np.float32)
+    writer = ShardWriter(path, source="test")
+    start = 0
+    for i, c in enumerate(counts):
+        writer.write(f"shard-{i:05d}", {"latents": lat[start:start + c], "embeddings": emb[start:start + c],
+                                         "labels": np.arange(start, start + c)})
+        start += c
+    writer.finish()
+    return lat, emb
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("latents")
+    lat, emb = make_dataset(path)
+    return path, lat, emb
+
+
+@pytest.fixture
+def write_dataset():
+    return make_dataset
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """A persistent XLA cache for this session: the tests that train latents-smoke several
+    times (interrupt + resume, gs://) compile its step once. Numerics are unchanged."""
+    import jax
+
+    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    yield
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
