@@ -46,7 +46,10 @@ def toy_flops(cfg, height, width, ctx_len=1, tread_rate=0.0):
 
 
 # registered like any family, so the trainer's accounting (FLOPs are required) knows it
-registry.register(registry.Family("toy", ToyConfig, Toy, {}, lambda c: 0, toy_flops, lambda c: "toy", routing=True))
+# (this file is also loaded by path from tests/faults and mp_worker.py: each copy defines its own
+# ToyConfig class, so a second copy registers under its module's name)
+_NAME = "toy" if "toy" not in registry.FAMILIES else f"toy-{__name__}"
+registry.register(registry.Family(_NAME, ToyConfig, Toy, {}, lambda c: 0, toy_flops, lambda c: "toy", routing=True))
 
 
 @pytest.fixture
