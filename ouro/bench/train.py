@@ -32,7 +32,7 @@ def _train_cfg(name: str, size: int, ch: int, batch: int, dtype: str):
 
     return TrainConfig(model=preset(name, in_channels=ch, dtype=dtype),
                        data=DataConfig(image_size=size, channels=ch), steps=1000, batch_size=batch,
-                       dtype=dtype, progress=False, eval_samples=False)
+                       progress=False, eval_samples=False)
 
 
 def bench_train_step(name, size, ch, batch, dtype, ref: float) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class SampleConfig:
 @checked(steps=">0", batch_size=">0", lr=">0", warmup_steps=">=0", min_lr_ratio="[0,1]",
          weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
          cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
-         keep_every_steps=">=0")
+         keep_every_steps=">=0", microbatches=">0")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     model: Any = None  # ouro.model.XUTConfig (any frozen dataclass the model factory takes)
@@ -74,7 +74,7 @@ class TrainConfig:
     b2: float = 0.99  # shorter second-moment memory: steadier with tiny batches
     clip_norm: float = 1.0  # global-norm clipping (HDM, Ouroboros)
     ema_decay: float = 0.999  # EMA of weights, used for sampling
-    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+    microbatches: int = 1  # gradient accumulation: the global batch runs in k slices per step
     cfg_dropout: float = 0.1  # P(context -> zero vector): trains the unconditional branch
     tread_rate: float = 0.5  # TREAD: fraction of image tokens routed around the XUT core
     t_schedule: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 / HDM
@@ -116,14 +116,18 @@ def _digits_smoke(**kw: Any) -> TrainConfig:
                        mesh=MeshConfig(data=1), **kw)  # one device: compiles fastest
 
 
-def _latents(model_name: str, image: int) -> TrainConfig:
+def _latents(model_name: str, image: int, *, remat: str = "block", microbatches: int = 1) -> TrainConfig:
     # The Ouroboros run: SDXL-VAE latents (32x32x4 for 256 px), global batch 1024, bf16.
     from ouro.model import preset
 
-    return TrainConfig(model=preset(model_name, in_channels=4, patch_size=2),
-                       data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4),
+    # bf16 compute is the model config's field (the one place that decides it); remat and
+    # microbatches are what `ouro plan` showed it takes to fit 15.75 GiB v5e chips.
+    model = preset(model_name, in_channels=4, patch_size=2, dtype="bfloat16", remat=remat)
+    return TrainConfig(model=model,
+                       data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4,
+                                       ctx_dim=model.ctx_dim),
                        name=model_name, out_dir=f"outputs/{model_name}", steps=200_000,
-                       batch_size=1024, warmup_steps=1000, dtype="bfloat16", log_every=100,
+                       batch_size=1024, microbatches=microbatches, warmup_steps=1000, log_every=100,
                        ckpt_every=1000, keep_ckpts=3, wandb=True, wandb_project="xut-small-256",
                        eval_samples=False)
 
@@ -132,6 +136,7 @@ PRESETS = {
     "digits": _digits,  # `make demo`: a small XUT on 16x16 digits, a few minutes on 2 cores
     "digits-smoke": _digits_smoke,  # seconds: tests and notebook smoke runs
     "xut-small-256": lambda: _latents("xut-small", 32),  # Ouroboros' TPU v5e-32 run
+    "xut-base-256": lambda: _latents("xut-base", 32),  # the next size up, same recipe
 }
 
 
@@ -155,6 +160,8 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     the checks across fields (which `override` may set one at a time) and devices."""
     _check(cfg.warmup_steps <= cfg.steps, "warmup_steps",
            f"{cfg.warmup_steps} must be in [0, steps={cfg.steps}]")
+    _check(cfg.microbatches >= 1 and cfg.batch_size % cfg.microbatches == 0, "microbatches",
+           f"{cfg.microbatches} must be >= 1 and divide batch_size={cfg.batch_size}")
     _check(cfg.data.kind != "sharded" or bool(cfg.data.path), "data.path",
            "required when data.kind='sharded'")
     if n_devices is not None:
@@ -165,6 +172,9 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
                f"{cfg.mesh.data} x mesh.fsdp={cfg.mesh.fsdp} does not fit the {n_devices} devices")
         _check(cfg.batch_size % used == 0, "batch_size",
                f"{cfg.batch_size} is not divisible by the {used} devices of the mesh")
+        _check((cfg.batch_size // cfg.microbatches) % used == 0, "microbatches",
+               f"a microbatch of {cfg.batch_size // max(cfg.microbatches, 1)} is not divisible by the "
+               f"{used} devices of the mesh")
     m = cfg.model
     if m is None:
         raise ConfigError("model: no model config")
@@ -198,6 +208,9 @@ def from_dict(d: dict, model_cls: type | None = None) -> TrainConfig:
     if model_cls is None:
         from ouro.model import XUTConfig as model_cls
     d = dict(d)
+    # runs before the model config decided the compute dtype carried an unread train-level
+    # "dtype" (their model computed in model.dtype): dropping it restores what really ran
+    d.pop("dtype", None)
     nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig}
     for key, cls in nested.items():
         if key in d:

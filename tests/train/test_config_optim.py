@@ -22,7 +22,9 @@ def test_presets_and_overrides():
     with pytest.raises(ConfigError, match="unknown training preset"):
         preset_config("imagenet-9000")
     big = preset_config("xut-small-256")
-    assert big.model.dim == 896 and big.batch_size == 1024 and big.dtype == "bfloat16"
+    assert big.model.dim == 896 and big.batch_size == 1024 and big.model.dtype == "bfloat16"
+    assert big.model.remat == "block"  # what `ouro plan` showed v5e:4x8 needs at batch 1024
+    assert not hasattr(big, "dtype")  # one place decides the compute dtype: the model config
 
 
 @pytest.mark.parametrize("items, field", [
@@ -30,6 +32,8 @@ def test_presets_and_overrides():
     (["model.patch_size=3"], "model.patch_size"), (["mesh.fsdp=3"], "mesh.fsdp"),
     (["cfg_dropout=1.0"], "cfg_dropout"), (["warmup_steps=99999"], "warmup_steps"),
     (["data.channels=3"], "model.in_channels"), (["data.kind=sharded"], "data.path"),
+    (["microbatches=3"], "microbatches"), (["microbatches=32"], "microbatches"),
+    (["model.remat=all"], "model.remat"),
 ])
 def test_validation_names_the_field(items, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):  # at override or validate
