@@ -52,7 +52,7 @@ class SampleConfig:
 @checked(steps=">0", batch_size=">0", lr=">0", warmup_steps=">=0", min_lr_ratio="[0,1]",
          weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
          cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
-         keep_every_steps=">=0", microbatches=">0")
+         keep_every_steps=">=0", microbatches=">0", stop_check_every=">0")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     model: Any = None  # ouro.model.XUTConfig (any frozen dataclass the model factory takes)
@@ -82,6 +82,9 @@ class TrainConfig:
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
     keep_ckpts: int = 3  # keep the last K step checkpoints (+ the permanent epoch-end ones below)
     keep_every_steps: int = 10_000  # epoch ends kept for good at most this often (Ouroboros: 10k-step epochs); 0: every epoch
+    # multi-host runs agree on a stop (SIGTERM on any host) every N steps: one tiny
+    # all-gather + host sync each time; TPU preemption notice leaves ~30 s
+    stop_check_every: int = 10
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network; WANDB_MODE wins
