@@ -45,10 +45,14 @@ def test_fsdp_shards_state_and_temporaries_do_not_grow(rows):
     temps = [rows[f]["temp_bytes"] for f in FSDP]
     for a, b in zip(args, args[1:]):
         assert b < 0.6 * a, args  # parameters + optimizer state halve with each doubling
-    # one layer gathered at a time, activations stay batch-split: without the scan's
-    # sharding hints (ouro.sharding.gather_params) XLA all-gathered whole-batch activations
-    # instead, and fsdp=8 needed 2.1x the temporaries of fsdp=1 (dim-256 variant, bf16)
-    assert max(temps) <= 1.1 * temps[0], temps
+    # one layer gathered at a time, activations stay batch-split. Sharding costs a fixed
+    # overhead (the gathered layer and its full gradient before the reduce-scatter: here
+    # +17% at fsdp=2) that must not grow with fsdp and stays under one f32 copy of the
+    # weights. Without the scan's sharding hints (ouro.sharding) XLA all-gathered
+    # whole-batch activations instead: temporaries grew 181 -> 196 -> 251 -> 385 MiB over
+    # fsdp 1/2/4/8 in a dim-256 bf16 variant of this model.
+    assert max(temps[1:]) <= 1.05 * temps[1], temps
+    assert max(temps) <= temps[0] + rows[1]["params_bytes"], temps
 
 
 def test_topology_names():
