@@ -145,6 +145,9 @@ def plan(cfg: Any, topology: str) -> dict[str, Any]:
         if "RESOURCE_EXHAUSTED" not in msg and "exceed" not in msg.lower():
             raise
         row.update(fits=False, error=" ".join(msg.split())[:600], compile_s=time.perf_counter() - t0)
+        need = re.search(r"temporaries \(([\d.]+)G\)", msg)  # XLA TPU: "... temporaries (17.83G) exceeds"
+        if need:
+            row["temp_bytes"] = float(need.group(1)) * GIB
         return _flops(row, cfg, chip, chips)
     row["compile_s"] = time.perf_counter() - t0
     ma = compiled.memory_analysis()
