@@ -82,9 +82,7 @@ class TrainConfig:
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
     keep_ckpts: int = 3  # keep the last K step checkpoints (+ the permanent epoch-end ones below)
     keep_every_steps: int = 10_000  # epoch ends kept for good at most this often (Ouroboros: 10k-step epochs); 0: every epoch
-    # multi-host runs agree on a stop (SIGTERM on any host) every N steps: one tiny
-    # all-gather + host sync each time; TPU preemption notice leaves ~30 s
-    stop_check_every: int = 10
+    stop_check_every: int = 10  # hosts agree on a stop every N steps: a tiny all-gather + host sync; preemption leaves ~30 s
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network; WANDB_MODE wins
