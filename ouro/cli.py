@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("ouro.run", "execute a notebook headlessly with papermill into outputs/runs/<name>/"),
     "pod-run": ("ouro.run", "build (and optionally run) the same papermill run on every TPU-pod host"),
     "fit": ("ouro.analysis.scaling", "fit L(step) = a*step^-b + c to loss CSVs"),
+    "plan": ("ouro.plan", "compile the train step for a TPU topology (no TPUs): memory per chip, FLOPs"),
     "report": ("ouro.report", "regenerate reports/Detail.md from outputs/"),
 }
 

@@ -54,7 +54,7 @@ def train_config(preset_name: str, dtype: str = "float32", batch: int | None = N
     size, ch, b = SHAPES[preset_name]
     return TrainConfig(model=preset(preset_name, in_channels=ch, dtype=dtype),
                        data=DataConfig(context="random", image_size=size, channels=ch),
-                       mesh=MeshConfig(data=1), steps=1000, batch_size=batch or b, dtype=dtype,
+                       mesh=MeshConfig(data=1), steps=1000, batch_size=batch or b,
                        tread_rate=0.0, progress=False, eval_samples=False)
 
 

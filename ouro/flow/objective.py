@@ -58,6 +58,14 @@ def flow_loss(model: Model, x0: jax.Array, ctx: jax.Array, key: jax.Array, *,
     key_t, key_n = jax.random.split(key)
     t_b = sample_t(key_t, x0.shape[0], schedule)
     noise = jax.random.normal(key_n, x0.shape, jnp.float32)
+    return flow_loss_at(model, x0, ctx, t_b, noise, ctx_mask=ctx_mask, drop=drop)
+
+
+def flow_loss_at(model: Model, x0: jax.Array, ctx: jax.Array, t_b: jax.Array, noise: jax.Array, *,
+                 ctx_mask: jax.Array | None = None,
+                 drop: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """flow_loss at given times and noise (gradient accumulation draws them for the whole
+    batch once, then evaluates slices)."""
     x_t = interpolate(x0, noise, t_b)
     v = model(x_t, t_b, ctx, ctx_mask=ctx_mask, drop=drop).astype(jnp.float32)
     err = jnp.square(v - velocity_target(x0, noise))

@@ -5,7 +5,9 @@ kept; the decoder is `depth` groups of `dec_blocks` blocks whose FIRST block cro
 to the encoder: to its final output (skip="last", HDM code) or, for decoder group i, to
 encoder group d-1-i's output (skip="per_level", the tech report's U-shaped drawing).
 No weights are shared across depth. Groups are stacked (params (depth, blocks, ...)) and
-scanned; see ouro/nn/stack.py.
+scanned; see ouro/nn/stack.py. `remat` applies to the outermost scan only (a block of
+TBackBone, a whole encoder/decoder group of XUTBackBone): nested checkpoints would
+recompute the inner blocks twice.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class TBackBone(nnx.Module):
     def __init__(
         self, dim: int, head_dim: int, mlp_dim: int, depth: int, *,
         rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled: bool = False,
+        remat: str = "none",
     ):
-        self.depth, self.unrolled = depth, unrolled
+        self.depth, self.unrolled, self.remat = depth, unrolled, remat
         self.blocks = (
             stacked(depth, _block_maker(dim, head_dim, mlp_dim, False, dtype, param_dtype), rngs) if depth else None
         )
@@ -38,7 +41,8 @@ class TBackBone(nnx.Module):
     def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation) -> jax.Array:
         if not self.depth:
             return x_bld
-        return scan_layers(self.blocks, x_bld, lambda blk, x, _: blk(x, pos_bl2, mod), unrolled=self.unrolled)
+        return scan_layers(self.blocks, x_bld, lambda blk, x, _: blk(x, pos_bl2, mod),
+                           unrolled=self.unrolled, remat=self.remat)
 
 
 class DecoderGroup(nnx.Module):
@@ -58,10 +62,11 @@ class XUTBackBone(nnx.Module):
     def __init__(
         self, dim: int, head_dim: int, mlp_dim: int, depth: int, enc_blocks: int, dec_blocks: int, *,
         skip: str = "last", rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled: bool = False,
+        remat: str = "none",
     ):
         if skip not in ("last", "per_level"):
             raise ValueError(f"XUTBackBone: skip must be 'last' or 'per_level', got {skip!r}")
-        self.skip, self.unrolled = skip, unrolled
+        self.skip, self.unrolled, self.remat = skip, unrolled, remat
         kw = dict(dtype=dtype, param_dtype=param_dtype, unrolled=unrolled)
         self.enc_blocks = stacked(depth, lambda r: TBackBone(dim, head_dim, mlp_dim, enc_blocks, rngs=r, **kw), rngs)
         self.dec_blocks = stacked(depth, lambda r: DecoderGroup(dim, head_dim, mlp_dim, dec_blocks, rngs=r, **kw), rngs)
@@ -69,15 +74,17 @@ class XUTBackBone(nnx.Module):
     def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation) -> jax.Array:
         per_level = self.skip == "per_level"
         enc = scan_layers(
-            self.enc_blocks, x_bld, lambda grp, x, _: grp(x, pos_bl2, mod), collect=per_level, unrolled=self.unrolled
+            self.enc_blocks, x_bld, lambda grp, x, _: grp(x, pos_bl2, mod), collect=per_level,
+            unrolled=self.unrolled, remat=self.remat,
         )
         if per_level:
             enc_out, levels_gbld = enc  # (depth, B, L, D): output of every encoder group
             # decoder group i reads encoder group d-1-i
             return scan_layers(
                 self.dec_blocks, enc_out, lambda grp, x, ctx: grp(x, pos_bl2, mod, ctx),
-                xs=levels_gbld[::-1], unrolled=self.unrolled,
+                xs=levels_gbld[::-1], unrolled=self.unrolled, remat=self.remat,
             )
         return scan_layers(
-            self.dec_blocks, enc, lambda grp, x, _: grp(x, pos_bl2, mod, enc), unrolled=self.unrolled
+            self.dec_blocks, enc, lambda grp, x, _: grp(x, pos_bl2, mod, enc), unrolled=self.unrolled,
+            remat=self.remat,
         )

@@ -33,7 +33,10 @@ class XUTConfig:
     post_blocks: int = 3  # full-sequence blocks after TREAD merge
     ctx_dim: int = 640  # context embedding width (Gemma-3 270M hidden size)
     skip: Literal["last", "per_level"] = "last"  # decoder cross-attn context (HDM code: last)
-    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+    dtype: Literal["float32", "bfloat16"] = "float32"  # THE compute dtype (training reads it here too); params stay float32
+    # remat (ouro/nn/stack.py REMAT_POLICIES): "block" keeps each scanned layer's input and
+    # recomputes the rest in the backward pass; "matmuls" also keeps weight-matmul outputs
+    remat: Literal["none", "block", "matmuls"] = "none"  # none: keep all activations (fastest; small runs)
     scan: bool = True  # stacked layers via nnx.scan (False: Python loop, same weights)
 
     def __post_init__(self):  # after @checked's per-field types and ranges

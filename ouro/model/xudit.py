@@ -49,11 +49,12 @@ class XUDiT(nnx.Module):
         self.aspect_emb = AspectEmbedding(d, rngs=rngs, param_dtype=param_dtype)  # HDM addon_info_embs_proj
         self.shared_adaln = SharedAdaLN(d, rngs=rngs, param_dtype=param_dtype)
         self.ctx_proj = dense(cfg.ctx_dim, d, ("ctx", "embed"), rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.prev_tread_trns = TBackBone(d, cfg.head_dim, cfg.mlp_dim, cfg.pre_blocks, **blk)
+        top = dict(blk, remat=cfg.remat)  # remat wraps the outermost scanned layers only
+        self.prev_tread_trns = TBackBone(d, cfg.head_dim, cfg.mlp_dim, cfg.pre_blocks, **top)
         self.backbone = XUTBackBone(
-            d, cfg.head_dim, cfg.mlp_dim, cfg.depth, cfg.enc_blocks, cfg.dec_blocks, skip=cfg.skip, **blk
+            d, cfg.head_dim, cfg.mlp_dim, cfg.depth, cfg.enc_blocks, cfg.dec_blocks, skip=cfg.skip, **top
         )
-        self.post_tread_trns = TBackBone(d, cfg.head_dim, cfg.mlp_dim, cfg.post_blocks, **blk)
+        self.post_tread_trns = TBackBone(d, cfg.head_dim, cfg.mlp_dim, cfg.post_blocks, **top)
         self.out_patch = UnPatch(p, d, cfg.out_ch, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
 
     def _check(self, x, t, ctx):

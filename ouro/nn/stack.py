@@ -1,7 +1,15 @@
 """Identical layers stacked on a leading "layers" axis (nnx.vmap at init) and applied with
 a scan over the stacked state, so XLA compiles one layer body instead of n unrolled copies (xut-small compiles
 in seconds instead of minutes on CPU). `unrolled=True` applies the same stacked weights in
-a Python loop: the equivalence reference for tests and a debugging aid."""
+a Python loop: the equivalence reference for tests and a debugging aid.
+
+Memory at scale (both chosen here, once, for every stacked layer of every model):
+- `remat` (a model config value) wraps each layer in jax.checkpoint with a policy from
+  REMAT_POLICIES, so the backward pass keeps one layer's input instead of all its
+  intermediates and recomputes the rest;
+- inside the scan each layer's carry is pinned to the batch sharding and its weights are
+  gathered there (ouro.sharding.constrain / gather_params), so under FSDP XLA gathers ONE
+  layer at a time instead of resharding activations or gathering the whole stack."""
 
 from __future__ import annotations
 
@@ -10,7 +18,18 @@ from typing import Any, Callable
 import jax
 from flax import nnx
 
+from ouro import sharding as shd
+
 LAYERS = "layers"  # logical axis name of the stacked dimension
+
+# remat name -> jax.checkpoint policy ("none": no checkpoint at all)
+REMAT_POLICIES: dict[str, Callable | None] = {
+    "none": None,
+    "block": jax.checkpoint_policies.nothing_saveable,  # keep the layer input, recompute all
+    # keep the outputs of weight matmuls (no batch dims in the dot: projections and MLP),
+    # recompute attention scores, norms and activations: ~1/3 of block memory, little FLOPs
+    "matmuls": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 def stacked(n: int, make: Callable[[nnx.Rngs], nnx.Module], rngs: nnx.Rngs) -> nnx.Module:
@@ -44,16 +63,30 @@ def scan_layers(
     *,
     collect: bool = False,
     unrolled: bool = False,
+    remat: str = "none",
 ):
     """Fold x through the layers: x = body(layer_i, x, xs[i]).
 
     Returns x, or (x, ys) with ys stacking every layer's output when collect=True.
+    `remat` names a REMAT_POLICIES entry applied to each layer (one body call).
     """
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"scan_layers: remat must be one of {sorted(REMAT_POLICIES)}, got {remat!r}")
+    graphdef, state = nnx.split(stack)
+
+    def apply(state_i, carry, xs_i):
+        carry = shd.constrain_batch(carry)  # activations stay split over the batch
+        out = body(nnx.merge(graphdef, shd.gather_params(state_i)), carry, xs_i)
+        return shd.constrain_batch(out)
+
+    if remat != "none":
+        apply = jax.checkpoint(apply, policy=REMAT_POLICIES[remat])
+
     if unrolled or num_layers(stack) == 1:  # a length-1 scan only adds a loop to compile
         ys = []
         for i in range(num_layers(stack)):
             xs_i = None if xs is None else jax.tree.map(lambda a: a[i], xs)
-            x = body(layer(stack, i), x, xs_i)
+            x = apply(jax.tree.map(lambda a: a[i], state), x, xs_i)
             ys.append(x)
         if collect:
             return x, jax.tree.map(lambda *a: jax.numpy.stack(a), *ys)
@@ -62,11 +95,9 @@ def scan_layers(
     # jax.lax.scan over the split state rather than nnx.scan: nnx transforms refuse modules
     # whose params are tracers of an enclosing JAX transform (e.g. a model closed over by a
     # sampler's lax.fori_loop); a plain scan over (graphdef, state) has no such restriction.
-    graphdef, state = nnx.split(stack)
-
     def step(carry, inp):
         state_i, xs_i = inp
-        out = body(nnx.merge(graphdef, state_i), carry, xs_i)
+        out = apply(state_i, carry, xs_i)
         return out, (out if collect else None)
 
     x, ys = jax.lax.scan(step, x, (state, xs))

@@ -5,7 +5,9 @@ directly into the run's shardings) and `meta` (data-iterator position, config, e
 The last K step checkpoints are kept, and every epoch-end checkpoint (a step that is a
 multiple of `keep_every`) is kept for good, as the Ouroboros runs do. SIGTERM / SIGINT
 (TPU preemption, Ctrl-C) only set a flag; the loop saves at the next step boundary and
-exits cleanly.
+exits cleanly. On several hosts the flags are or-ed across hosts every few steps
+(`StopFlag.agreed`), so a signal that reaches one host makes every host save the same step:
+a host saving alone would hang in Orbax's cross-host barrier or leave missing shards.
 
 Damage control (ouro/train/ckpt_verify.py): Orbax writes a step under a temporary name and
 renames it when complete, so only complete steps are listed. Once a save has finished we
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from ouro.errors import UserError
@@ -240,6 +243,7 @@ class StopFlag:
 
     def __init__(self):
         self.signal: int | None = None
+        self.by_peer = False  # another host asked to stop (multi-host agreement)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopFlag":
@@ -261,3 +265,18 @@ class StopFlag:
 
     def __bool__(self) -> bool:
         return self.signal is not None
+
+    def agreed(self, step: int, every: int) -> bool:
+        """Should every host stop after `step`? One process: this flag, at every step.
+        Several: all hosts' flags are or-ed by a tiny all-gather, only at steps that are
+        multiples of `every` (the same steps everywhere, so all hosts stop together; a host
+        sync every `every` steps, not every step)."""
+        if jax.process_count() == 1:
+            return bool(self)
+        if step % every:
+            return False
+        from jax.experimental import multihost_utils
+
+        flags = np.asarray(multihost_utils.process_allgather(np.int32(bool(self))))
+        self.by_peer = bool(flags.any()) and not bool(self)
+        return bool(flags.any())

@@ -67,7 +67,7 @@ def _model_preset(text: str, key: str) -> Any:
 @checked(steps=">0", batch_size=">0", lr=">0", warmup_steps=">=0", min_lr_ratio="[0,1]",
          weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
          cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
-         keep_every_steps=">=0")
+         keep_every_steps=">=0", microbatches=">0", stop_check_every=">0")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     # any registered family's config (ouro/model/registry.py); `model=dit-debug` picks a preset
@@ -90,7 +90,7 @@ class TrainConfig:
     b2: float = 0.99  # shorter second-moment memory: steadier with tiny batches
     clip_norm: float = 1.0  # global-norm clipping (HDM, Ouroboros)
     ema_decay: float = 0.999  # EMA of weights, used for sampling
-    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+    microbatches: int = 1  # gradient accumulation: the global batch runs in k slices per step
     cfg_dropout: float = 0.1  # P(context -> zero vector): trains the unconditional branch
     tread_rate: float = 0.5  # TREAD: fraction of image tokens routed around the XUT core
     t_schedule: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 / HDM
@@ -98,6 +98,7 @@ class TrainConfig:
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
     keep_ckpts: int = 3  # keep the last K step checkpoints (+ the permanent epoch-end ones below)
     keep_every_steps: int = 10_000  # epoch ends kept for good at most this often (Ouroboros: 10k-step epochs); 0: every epoch
+    stop_check_every: int = 10  # hosts agree on a stop every N steps: a tiny all-gather + host sync; preemption leaves ~30 s
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network; WANDB_MODE wins
@@ -132,15 +133,19 @@ def _digits_smoke(**kw: Any) -> TrainConfig:
                        mesh=MeshConfig(data=1), **kw)  # one device: compiles fastest
 
 
-def _latents(model_name: str, image: int) -> TrainConfig:
+def _latents(model_name: str, image: int, *, remat: str = "block", microbatches: int = 1) -> TrainConfig:
     # The Ouroboros run: SDXL-VAE latents (32x32x4 for 256 px), global batch 1024, bf16.
     from ouro.model import preset
 
-    return TrainConfig(model=preset(model_name, in_channels=4, patch_size=2),
+    # bf16 compute is the model config's field (the one place that decides it); remat and
+    # microbatches are what `ouro plan` showed it takes to fit 15.75 GiB v5e chips.
+    model = preset(model_name, in_channels=4, patch_size=2, dtype="bfloat16", remat=remat)
+    return TrainConfig(model=model,
                        data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4,
+                                       ctx_dim=model.ctx_dim,
                                        groups=8),  # 8 hosts of a v5e-32: each preloads 1/8
                        name=model_name, out_dir=f"outputs/{model_name}", steps=200_000,
-                       batch_size=1024, warmup_steps=1000, dtype="bfloat16", log_every=100,
+                       batch_size=1024, microbatches=microbatches, warmup_steps=1000, log_every=100,
                        ckpt_every=1000, keep_ckpts=3, wandb=True, wandb_project="xut-small-256",
                        eval_samples=False)
 
@@ -189,6 +194,7 @@ PRESETS = {
     **{f"digits-{fam}": (lambda fam=fam: _family_digits(fam, False)) for fam in _FAMILY_DIGITS},
     **{f"digits-smoke-{fam}": (lambda fam=fam: _family_digits(fam, True)) for fam in _FAMILY_SMOKE},
     "latents-smoke": _latents_smoke,  # seconds: sharded data.path=DIR of 8x8x4 latents (tests)
+    "xut-base-256": lambda: _latents("xut-base", 32),  # the next size up, same recipe
 }
 
 
@@ -212,6 +218,8 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     the checks across fields (which `override` may set one at a time) and devices."""
     _check(cfg.warmup_steps <= cfg.steps, "warmup_steps",
            f"{cfg.warmup_steps} must be in [0, steps={cfg.steps}]")
+    _check(cfg.microbatches >= 1 and cfg.batch_size % cfg.microbatches == 0, "microbatches",
+           f"{cfg.microbatches} must be >= 1 and divide batch_size={cfg.batch_size}")
     _check(cfg.data.kind != "sharded" or bool(cfg.data.path), "data.path",
            "required when data.kind='sharded'")
     _check(cfg.data.groups >= 1 and cfg.batch_size % cfg.data.groups == 0, "data.groups",
@@ -226,6 +234,9 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
                f"{cfg.mesh.data} x mesh.fsdp={cfg.mesh.fsdp} does not fit the {n_devices} devices")
         _check(cfg.batch_size % used == 0, "batch_size",
                f"{cfg.batch_size} is not divisible by the {used} devices of the mesh")
+        _check((cfg.batch_size // cfg.microbatches) % used == 0, "microbatches",
+               f"a microbatch of {cfg.batch_size // max(cfg.microbatches, 1)} is not divisible by the "
+               f"{used} devices of the mesh")
     m = cfg.model
     if m is None:
         raise ConfigError("model: no model config")
@@ -264,6 +275,9 @@ def from_dict(d: dict, model_cls: type | None = None, *, family: str | None = No
     family (config.json's "model_family"); None: the first registered family whose config
     has exactly these fields (runs written before families existed are XUT)."""
     d = dict(d)
+    # runs before the model config decided the compute dtype carried an unread train-level
+    # "dtype" (their model computed in model.dtype): dropping it restores what really ran
+    d.pop("dtype", None)
     nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig}
     for key, cls in nested.items():
         if key in d:

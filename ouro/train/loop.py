@@ -152,12 +152,14 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
 
         bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
     t_window, window_start = time.perf_counter(), step
-    while step < cfg.steps and not stop:  # a signal during set-up: nothing new to save
+    # a signal during set-up: nothing new to save (on several hosts the loop runs on to the
+    # next agreed check instead: one host leaving alone would hang the others' collectives)
+    while step < cfg.steps and not (stop and jax.process_count() == 1):
         batch = shd.global_batch(next(data), mesh)
         state = trainer.step(state, batch)
         step += 1
         ckpt.poll()  # a failed async save is raised here, not at the next save
-        preempt = bool(stop) or (stop_after is not None and step >= stop_after)
+        preempt = stop.agreed(step, cfg.stop_check_every) or (stop_after is not None and step >= stop_after)
         kept_epoch = step % keep_every == 0  # an epoch end kept for good: always saved
         scheduled = step % cfg.ckpt_every == 0 or kept_epoch or step == cfg.steps
         if step % cfg.log_every == 0 or scheduled:
@@ -172,7 +174,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         if scheduled or preempt:
             save(step)
         if preempt:
-            stopped_by = f"signal {stop.signal}" if stop else f"stop_after={stop_after}"
+            stopped_by = (f"signal {stop.signal}" if stop else "another host's stop signal"
+                          if stop.by_peer else f"stop_after={stop_after}")
             break
     if bar is not None:
         bar.close()

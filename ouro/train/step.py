@@ -21,7 +21,8 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from ouro import sharding as shd
-from ouro.flow import bin_losses, flow_loss
+from ouro.flow import bin_losses
+from ouro.flow.objective import flow_loss_at, sample_t
 from ouro.train.optim import make_optimizer
 
 T_BINS = 10
@@ -62,10 +63,24 @@ class Trainer:
     init: Callable[[], dict]  # jitted: builds the state directly into its shardings
     abstract_state: dict
     state_shardings: dict
-    step: Callable[[dict, dict], dict]  # jitted, donates the state
+    jitted_step: Any  # jax.jit of the step; donates the state
 
     def make_state(self) -> dict:
         return self.init()
+
+    def step(self, state: dict, batch: dict) -> dict:
+        with jax.set_mesh(self.mesh):  # the model's sharding hints (ouro.sharding) read it
+            return self.jitted_step(state, batch)
+
+    def lower(self, batch_shape: dict[str, tuple[int, ...]]) -> Any:
+        """The step lowered for abstract inputs (no arrays): `ouro plan` compiles it for a
+        TPU topology or simulated devices and reads memory_analysis()."""
+        state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                             self.abstract_state, self.state_shardings)
+        bsh = shd.batch_sharding(self.mesh)
+        batch = {k: jax.ShapeDtypeStruct(v, jnp.float32, sharding=bsh) for k, v in batch_shape.items()}
+        with jax.set_mesh(self.mesh):
+            return self.jitted_step.lower(state, batch)
 
     def model(self, params: nnx.State, rest: nnx.State) -> nnx.Module:
         return nnx.merge(self.graphdef, params, rest)
@@ -107,24 +122,56 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
     init_jit = jax.jit(init, out_shardings=shardings)
 
     # -- the update step -----------------------------------------------------------------
+    k_micro = cfg.microbatches
+
+    def micro_loss(params, rest, x, ctx, ctx_mask, drop, t_b, noise, k_tread):
+        model = nnx.merge(graphdef, params, rest)
+        if cfg.tread_rate > 0:
+            fn = lambda x, t, c, **kw: model(x, t, c, tread_rate=cfg.tread_rate, rng=k_tread, **kw)  # noqa: E731
+        else:
+            fn = model
+        return flow_loss_at(fn, x, ctx, t_b, noise, ctx_mask=ctx_mask, drop=drop)
+
+    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+    def loss_and_grads(params, rest, x, ctx, ctx_mask, drop, key):
+        """Mean loss and gradient over the global batch, in `k_micro` sequential slices.
+
+        Noise and t are drawn for the whole batch first, so k slices see exactly the
+        numbers one big batch would (same result up to float summation order); TREAD's
+        token subsets are drawn per slice (the same distribution)."""
+        k_t, k_n, k_tread = jax.random.split(key, 3)
+        t_b = sample_t(k_t, x.shape[0], cfg.t_schedule)
+        noise = jax.random.normal(k_n, x.shape, jnp.float32)
+        if k_micro == 1:
+            return grad_fn(params, rest, x, ctx, ctx_mask, drop, t_b, noise, k_tread)
+
+        def split(a):  # (B, ...) -> (k, B/k, ...): slice i takes rows i, i+k, ... so every
+            # slice stays spread over all devices of the batch axes (no resharding)
+            return shd.constrain_batch(a.reshape((a.shape[0] // k_micro, k_micro) + a.shape[1:]).swapaxes(0, 1), axis=1)
+
+        def body(acc, inp):
+            i, xi, ci, mi, di, ti, ni = inp
+            (loss_i, aux_i), g_i = grad_fn(params, rest, xi, ci, mi, di, ti, ni, jax.random.fold_in(k_tread, i))
+            acc = jax.tree.map(jnp.add, acc, (loss_i, g_i))
+            return acc, aux_i
+
+        zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        (loss, grads), aux = jax.lax.scan(
+            body, zeros, (jnp.arange(k_micro), split(x), split(ctx),
+                          None if ctx_mask is None else split(ctx_mask), split(drop), split(t_b), split(noise)))
+        aux = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), aux)  # per-sample, any order
+        return (loss / k_micro, aux), jax.tree.map(lambda g: g / k_micro, grads)
+
     def train_step(state: dict, batch: dict) -> dict:
         key = jax.random.wrap_key_data(state["rng"])
-        key, k_drop, k_loss, k_tread = jax.random.split(key, 4)
+        key, k_drop, k_loss = jax.random.split(key, 3)
         # sharded latents arrive as stored (float16: half the host->device bytes, no host cast)
         x = batch["x"].astype(jnp.float32)
         ctx, ctx_mask = condition_of(cfg.model, batch)
         # CFG dropout: the model swaps in its own null condition (ouro.denoiser), as sampling does
         drop = jax.random.bernoulli(k_drop, cfg.cfg_dropout, (x.shape[0],))
-
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params, state["rest"])
-            if cfg.tread_rate > 0:
-                fn = lambda x, t, c, **kw: model(x, t, c, tread_rate=cfg.tread_rate, rng=k_tread, **kw)  # noqa: E731
-            else:
-                fn = model
-            return flow_loss(fn, x, ctx, k_loss, schedule=cfg.t_schedule, ctx_mask=ctx_mask, drop=drop)
-
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        (loss, aux), grads = loss_and_grads(state["params"], state["rest"], x, ctx, ctx_mask, drop, k_loss)
         grad_norm = optax.tree.norm(grads)
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -143,9 +190,9 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
 
     batch_sh = shd.batch_sharding(mesh)
     # one sharding for every batch field (x, ctx, label, ctx_mask, ...): a pytree prefix
-    step_jit = jax.jit(train_step, in_shardings=(shardings, batch_sh),
-                       out_shardings=shardings, donate_argnums=0)
-    return Trainer(cfg, mesh, graphdef, tx, init_jit, abstract, shardings, step_jit)
+    jitted = jax.jit(train_step, in_shardings=(shardings, batch_sh),
+                     out_shardings=shardings, donate_argnums=0)
+    return Trainer(cfg, mesh, graphdef, tx, init_jit, abstract, shardings, jitted)
 
 
 def read_and_reset_acc(state: dict) -> tuple[dict, dict[str, Any]]:

@@ -4,6 +4,8 @@ Env: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, OUT (json path)
 sharded dataset: also train on it, each process preloading only its half).
 Prints nothing; writes {"losses": [...], "sharded_losses": [...], "preloaded_rows": n,
 "process_index": i, "devices": n} to OUT.
+With RUN_DIR set it runs `ouro.train.train` instead (the preemption test): the toy config of
+`train_cfg`, each step slowed by 50 ms so a signal lands mid-run; OUT gets the summary.
 """
 
 import importlib.util
@@ -31,7 +33,39 @@ from ouro.train.config import DataConfig  # noqa: E402
 from ouro.train.step import build_trainer, read_and_reset_acc  # noqa: E402
 
 
+def train_cfg(run_dir: str, **kw) -> TrainConfig:
+    from ouro.train.config import MeshConfig
+
+    base = dict(model=toy.ToyConfig(), data=DataConfig(context="random"), out_dir=run_dir,
+                name="mp", steps=40, batch_size=16, warmup_steps=2, log_every=1, ckpt_every=100,
+                stop_check_every=4, progress=False, eval_samples=False, mesh=MeshConfig())
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run_training() -> None:
+    import time
+
+    from ouro.train import loop
+
+    build = loop.build_trainer
+
+    def slow_build(*a, **k):  # each step 50 ms slower: the test's SIGTERM lands mid-run
+        trainer = build(*a, **k)
+        fast = trainer.step
+        trainer.step = lambda s, b: (time.sleep(0.05), fast(s, b))[1]
+        return trainer
+
+    loop.build_trainer = slow_build
+    summary = loop.train(train_cfg(os.environ["RUN_DIR"]), toy.make_toy)
+    Path(os.environ["OUT"]).write_text(json.dumps(
+        {k: summary[k] for k in ("global_step", "finished", "stopped_by", "resumed_from")}))
+    jax.distributed.shutdown()
+
+
 def main() -> None:
+    if os.environ.get("RUN_DIR"):
+        return run_training()
     cfg = TrainConfig(model=toy.ToyConfig(), data=DataConfig(context="random"), steps=6,
                       batch_size=16, warmup_steps=2, progress=False, eval_samples=False)
     rng = np.random.default_rng(0)

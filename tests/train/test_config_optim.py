@@ -19,10 +19,14 @@ def test_presets_and_overrides():
     assert (cfg2.steps, cfg2.model.dim, cfg2.sample.cfg_scale, cfg2.mesh.fsdp) == (7, 64, 2.5, 2)
     with pytest.raises(ConfigError, match="nope"):
         override(cfg, ["nope=1"])
+    with pytest.raises(ConfigError, match="model.remat"):
+        override(cfg, ["model.remat=all"])
     with pytest.raises(ConfigError, match="unknown training preset"):
         preset_config("imagenet-9000")
     big = preset_config("xut-small-256")
-    assert big.model.dim == 896 and big.batch_size == 1024 and big.dtype == "bfloat16"
+    assert big.model.dim == 896 and big.batch_size == 1024 and big.model.dtype == "bfloat16"
+    assert big.model.remat == "block"  # what `ouro plan` showed v5e:4x8 needs at batch 1024
+    assert not hasattr(big, "dtype")  # one place decides the compute dtype: the model config
 
 
 @pytest.mark.parametrize("items, field", [
@@ -30,6 +34,7 @@ def test_presets_and_overrides():
     (["model.patch_size=3"], "model.patch_size"), (["mesh.fsdp=3"], "mesh.fsdp"),
     (["cfg_dropout=1.0"], "cfg_dropout"), (["warmup_steps=99999"], "warmup_steps"),
     (["data.channels=3"], "model.in_channels"), (["data.kind=sharded"], "data.path"),
+    (["microbatches=3"], "microbatches"), (["microbatches=32"], "microbatches"),
 ])
 def test_validation_names_the_field(items, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):  # at override or validate
@@ -42,7 +47,9 @@ def test_validation_names_the_field(items, field):
     (lambda: TrainConfig(lr=float("inf")), "lr=inf: expected a finite float"),
     (lambda: TrainConfig(lr=0), "lr=0.0: must be >0"),
     (lambda: TrainConfig(ema_decay=1.0), "ema_decay=1.0: must be in [0,1)"),
-    (lambda: TrainConfig(dtype="fp16"), "dtype='fp16': expected one of ['float32', 'bfloat16']"),
+    (lambda: preset("xut-tiny", dtype="fp16"), "dtype='fp16': expected one of ['float32', 'bfloat16']"),
+    (lambda: preset("xut-tiny", remat="all"), "remat='all': expected one of ['none', 'block', 'matmuls']"),
+    (lambda: TrainConfig(microbatches=0), "microbatches=0: must be >0"),
     (lambda: TrainConfig(progress="yes"), "progress='yes': expected a boolean"),
     (lambda: TrainConfig(learning_rate=1e-3), "unknown config key 'learning_rate' for TrainConfig"),
     (lambda: TrainConfig(data=DataConfig(image_size=0)), "image_size=0: must be >0"),

@@ -75,6 +75,20 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(toy, tmp_path):
     assert Checkpointer(tmp_path / "full" / "checkpoints").all_steps() == [4, 6]
 
 
+def test_resume_on_a_different_topology(toy, tmp_path):
+    """Checkpointed on 8 devices with fsdp=4, resumed on 4 devices with data=4: the restore
+    re-shards and the losses continue as on one device throughout."""
+    toy_cfg, make = toy
+    train(_cfg(toy_cfg, tmp_path / "one"), make)
+    train(_cfg(toy_cfg, tmp_path / "moved", mesh=MeshConfig(data=2, fsdp=4)), make, stop_after=3)
+    rest = train(_cfg(toy_cfg, tmp_path / "moved", mesh=MeshConfig(data=4)), make)
+    assert rest["resumed_from"] == 3 and rest["finished"]
+    a = read_csv(tmp_path / "one" / "loss.csv")
+    b = read_csv(tmp_path / "moved" / "loss.csv")
+    assert [r["global_step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], rtol=2e-5)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
     toy_cfg, make = toy
     cfg = _cfg(toy_cfg, tmp_path, lr=1e30, ckpt_every=1, warmup_steps=0,

@@ -1,0 +1,63 @@
+"""`ouro plan` on simulated CPU devices: exact parameter bytes per chip, and FSDP memory that
+goes DOWN as fsdp grows (the v5e fsdp=32 layout used 3x the temporaries of data=32)."""
+
+import dataclasses
+import math
+
+import jax
+import pytest
+
+from ouro.config import ConfigError
+from ouro.model import param_count, preset
+from ouro.plan import parse_topology, plan, pod_plan_table
+from ouro.train.config import DataConfig, MeshConfig, preset_config
+
+FSDP = (1, 2, 4, 8)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    # the real XUDiT, small: 64 tokens, TREAD on, a batch of 64 over 8 devices (float32:
+    # bf16 on CPU compiles several times slower and the layout question is the same)
+    model = preset("xut-tiny", in_channels=4, dim=128, mlp_dim=384, head_dim=32, depth=1,
+                   pre_blocks=1, post_blocks=1)
+    cfg = dataclasses.replace(preset_config("digits-smoke"), model=model, batch_size=64,
+                              data=DataConfig(image_size=16, channels=4, context="random"))
+    return {f: plan(dataclasses.replace(cfg, mesh=MeshConfig(data=8 // f, fsdp=f)), "cpu:8") for f in FSDP}
+
+
+def test_plan_parameter_bytes_match_the_model_accounting(rows):
+    r1 = rows[1]
+    n = param_count(preset("xut-tiny", in_channels=4, dim=128, mlp_dim=384, head_dim=32, depth=1,
+                           pre_blocks=1, post_blocks=1))
+    assert r1["params_bytes"] == 4 * n  # float32 master weights, replicated
+    assert 4 * 4 * n <= r1["state_bytes"] <= 4 * 4 * n + 64  # + EMA + Adam mu, nu (+ counters)
+    r8 = rows[8]  # every matrix has an "embed" axis of 128 = 16 x 8: only vectors stay whole
+    assert 4 * n / 8 <= r8["params_bytes"] < 4 * n / 8 * 1.3
+    flops = r1["model_flops_per_step_per_chip"]
+    assert flops > 0 and math.isclose(r1["step_time_lower_bound_s"], flops / 197e12)
+    table = pod_plan_table([r1, r8])
+    assert "| 8×1 |" in table and "| 1×8 |" in table and "lower bound" in table
+
+
+def test_fsdp_shards_state_and_temporaries_do_not_grow(rows):
+    args = [rows[f]["argument_bytes"] for f in FSDP]
+    temps = [rows[f]["temp_bytes"] for f in FSDP]
+    for a, b in zip(args, args[1:]):
+        assert b < 0.6 * a, args  # parameters + optimizer state halve with each doubling
+    # one layer gathered at a time, activations stay batch-split. Sharding costs a fixed
+    # overhead (the gathered layer and its full gradient before the reduce-scatter: here
+    # +17% at fsdp=2) that must not grow with fsdp and stays under one f32 copy of the
+    # weights. Without the scan's sharding hints (ouro.sharding) XLA all-gathered
+    # whole-batch activations instead: temporaries grew 181 -> 196 -> 251 -> 385 MiB over
+    # fsdp 1/2/4/8 in a dim-256 bf16 variant of this model.
+    assert max(temps[1:]) <= 1.05 * temps[1], temps
+    assert max(temps) <= temps[0] + rows[1]["params_bytes"], temps
+
+
+def test_topology_names():
+    assert parse_topology("v5e:4x8") == ("v5e", (4, 8))
+    assert parse_topology("cpu:8") == ("cpu", (8,))
+    with pytest.raises(ConfigError, match="topology"):
+        parse_topology("tpu-v5e-32")
+    assert jax.device_count() == 8
