@@ -152,9 +152,14 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
 
         bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
     t_window, window_start = time.perf_counter(), step
-    # a signal during set-up: nothing new to save (on several hosts the loop runs on to the
-    # next agreed check instead: one host leaving alone would hang the others' collectives)
-    while step < cfg.steps and not (stop and jax.process_count() == 1):
+    first_step = step
+    while step < cfg.steps:
+        # a signal during set-up: nothing new to save (on several hosts the loop runs on to the
+        # next agreed check instead: one host leaving alone would hang the others' collectives).
+        # A signal that lands later is acted on at the next step's check, never by leaving the
+        # loop here: that would skip the save of the step just taken.
+        if stop and step == first_step and jax.process_count() == 1:
+            break
         batch = shd.global_batch(next(data), mesh)
         state = trainer.step(state, batch)
         step += 1

@@ -52,8 +52,10 @@ def test_full_checkpoint_disk_stops_with_path_and_cause_keeping_the_previous(fx,
         msg = str(err.value)
         print(f"FAULT-TRIAL disk: {msg}")
         assert str(ckpt_dir) in msg and cause in msg and "step 4 is intact" in msg, msg
-        # at once: before the row of step 9 (the async write of step 8 is checked every step)
-        assert fx.loss_rows(tmp_path / "run")[-1][0] == 8
+        # at once: the async write of step 8 is polled after every step, so the failure stops
+        # the run before the next checkpoint (step 12); on a loaded machine the write may still
+        # be running at step 9's poll, so the row of step 9 may or may not be written
+        assert fx.loss_rows(tmp_path / "run")[-1][0] in (8, 9)
         assert "\n" not in msg  # one line, as `ouro train` prints it
         assert Checkpointer(ckpt_dir).all_steps() == [4]
         with contextlib.suppress(FileNotFoundError):
