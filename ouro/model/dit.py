@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ouro.denoiser import no_extra_cond, no_routing
+from ouro.config import ConfigError
 from ouro.nn.adaln_zero import AdaLNZero, layer_norm, modulate
 from ouro.nn.embed import PatchEmbed, timestep_features, unpatchify
 from ouro.nn.linear import axes, dense
@@ -48,7 +49,8 @@ class DiTConfig:
 
     def __post_init__(self):
         def bad(field: str, why: str):
-            raise ValueError(f"DiTConfig.{field}: {why} (got {getattr(self, field)!r})")
+            # ConfigError (a ValueError): `ouro train model.dim=...` prints one line, exit 2
+            raise ConfigError(f"{field}={getattr(self, field)!r}: {why}", key=field)
 
         for f in ("in_channels", "patch_size", "dim", "depth", "heads", "ctx_dim", "num_classes"):
             if getattr(self, f) < 1:

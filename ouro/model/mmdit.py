@@ -23,6 +23,7 @@ from flax import nnx
 
 from ouro.denoiser import no_routing
 from ouro.model.dit import FREQ_DIM, FinalLayer, TimestepEmbedder
+from ouro.config import ConfigError
 from ouro.nn.adaln_zero import AdaLNZero, layer_norm, modulate
 from ouro.nn.embed import PatchEmbed, unpatchify
 from ouro.nn.joint_attention import JointAttention
@@ -56,7 +57,8 @@ class MMDiTConfig:
 
     def __post_init__(self):
         def bad(field: str, why: str):
-            raise ValueError(f"{type(self).__name__}.{field}: {why} (got {getattr(self, field)!r})")
+            # ConfigError (a ValueError): `ouro train model.dim=...` prints one line, exit 2
+            raise ConfigError(f"{field}={getattr(self, field)!r}: {why}", key=field)
 
         for f in ("in_channels", "patch_size", "dim", "depth", "heads", "mlp_dim", "ctx_dim"):
             if getattr(self, f) < 1:

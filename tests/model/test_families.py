@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from ouro.config import ConfigError
 from ouro.denoiser import Denoiser
 from ouro.model import FAMILIES, DiT, MMDiT, build, family_of, flops_per_image, param_count, preset
 from ouro.model.dit import DiTConfig
@@ -259,5 +260,5 @@ def test_families_reject_what_they_do_not_support(models):
         run(models["dit-class"], x, t, ctx)
     with pytest.raises(ValueError, match="ctx_dim"):
         run(models["mmdit"], x, t, jnp.zeros((3, 2, 7)))
-    with pytest.raises(ValueError, match="DiTConfig.dim"):
+    with pytest.raises(ConfigError, match="dim=30: must be a multiple of heads=4"):
         DiTConfig(dim=30, heads=4)
