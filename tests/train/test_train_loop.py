@@ -197,7 +197,10 @@ def test_wandb_offline_logs_the_csv_history_and_resumes_the_same_run(toy, tmp_pa
     train(cfg, make)
     assert (tmp_path / "wandb_id.txt").read_text().strip() == run_id  # same W&B run resumed
     runs = glob.glob(str(tmp_path / "wandb" / f"offline-run-*-{run_id}"))
-    assert len(runs) == 2, runs  # one local directory per invocation, one run id
+    # one run id for both invocations; W&B names the local directory by the start second, so
+    # two invocations within one second (an idle machine) share one directory
+    assert runs and sorted(glob.glob(str(tmp_path / "wandb" / "offline-run-*"))) == sorted(runs), runs
+    assert len(runs) <= 2, runs
     # wandb >= 0.2x writes offline history only into its binary .wandb log (no summary
     # JSON, no public reader): check that each invocation logged our metric keys
     for run in runs:
