@@ -196,11 +196,11 @@ def test_wandb_offline_logs_the_csv_history_and_resumes_the_same_run(toy, tmp_pa
     run_id = (tmp_path / "wandb_id.txt").read_text().strip()
     train(cfg, make)
     assert (tmp_path / "wandb_id.txt").read_text().strip() == run_id  # same W&B run resumed
-    runs = glob.glob(str(tmp_path / "wandb" / f"offline-run-*-{run_id}"))
-    # one run id for both invocations; W&B names the local directory by the start second, so
-    # two invocations within one second (an idle machine) share one directory
-    assert runs and sorted(glob.glob(str(tmp_path / "wandb" / "offline-run-*"))) == sorted(runs), runs
-    assert len(runs) <= 2, runs
+    # one run id for both invocations. W&B names the local directory by start second and run
+    # id, adding "-1" when two invocations start within one second (an idle machine)
+    runs = sorted(glob.glob(str(tmp_path / "wandb" / "offline-run-*")))
+    assert 1 <= len(runs) <= 2, runs
+    assert all(f"-{run_id}" in os.path.basename(r) for r in runs), (run_id, runs)
     # wandb >= 0.2x writes offline history only into its binary .wandb log (no summary
     # JSON, no public reader): check that each invocation logged our metric keys
     for run in runs:
