@@ -31,7 +31,7 @@ demo: setup
 	$(VENV)/bin/ouro demo
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # The fault-injection suite with 10 seeded trials per randomised fault (make test runs 1).
 faults: setup

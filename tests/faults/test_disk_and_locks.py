@@ -52,10 +52,11 @@ def test_full_checkpoint_disk_stops_with_path_and_cause_keeping_the_previous(fx,
         msg = str(err.value)
         print(f"FAULT-TRIAL disk: {msg}")
         assert str(ckpt_dir) in msg and cause in msg and "step 4 is intact" in msg, msg
-        # at once: the async write of step 8 is polled after every step, so the failure stops
-        # the run before the next checkpoint (step 12); on a loaded machine the write may still
-        # be running at step 9's poll, so the row of step 9 may or may not be written
-        assert fx.loss_rows(tmp_path / "run")[-1][0] in (8, 9)
+        # promptly: the async write of step 8 is polled after every step, so the failure stops
+        # the run as soon as the write has failed, and at the latest at the next checkpoint
+        # (step 12), whose save first waits for step 8's. How many steps that is depends on
+        # how long the failing write takes (under heavy load it outlasted steps 9-12).
+        assert 8 <= fx.loss_rows(tmp_path / "run")[-1][0] <= 12
         assert "\n" not in msg  # one line, as `ouro train` prints it
         assert Checkpointer(ckpt_dir).all_steps() == [4]
         with contextlib.suppress(FileNotFoundError):
