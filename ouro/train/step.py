@@ -43,7 +43,10 @@ def condition_of(model_cfg: Any, batch: dict) -> tuple[jax.Array, jax.Array | No
     key = getattr(model_cfg, "condition_input", "ctx")
     if key not in batch:
         raise KeyError(f"the model reads batch field {key!r}, the data has {sorted(batch)}")
-    return batch[key], (batch.get("ctx_mask") if key == "ctx_tokens" else None)
+    if key != "ctx_tokens":
+        return batch[key], None
+    # per-token states arrive as stored (float16: the largest field); the mask is required
+    return batch[key].astype(jnp.float32), batch["ctx_mask"].astype(bool)
 
 
 def zero_acc() -> dict[str, jax.Array]:
