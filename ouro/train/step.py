@@ -43,10 +43,7 @@ def condition_of(model_cfg: Any, batch: dict) -> tuple[jax.Array, jax.Array | No
     key = getattr(model_cfg, "condition_input", "ctx")
     if key not in batch:
         raise KeyError(f"the model reads batch field {key!r}, the data has {sorted(batch)}")
-    if key != "ctx_tokens":
-        return batch[key], None
-    # per-token states arrive as stored (float16: the largest field); the mask is required
-    return batch[key].astype(jnp.float32), batch["ctx_mask"].astype(bool)
+    return batch[key], (batch.get("ctx_mask") if key == "ctx_tokens" else None)
 
 
 def zero_acc() -> dict[str, jax.Array]:
@@ -172,6 +169,8 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
         # sharded latents arrive as stored (float16: half the host->device bytes, no host cast)
         x = batch["x"].astype(jnp.float32)
         ctx, ctx_mask = condition_of(cfg.model, batch)
+        if jnp.issubdtype(ctx.dtype, jnp.floating):  # per-token states arrive as stored (float16)
+            ctx = ctx.astype(jnp.float32)
         # CFG dropout: the model swaps in its own null condition (ouro.denoiser), as sampling does
         drop = jax.random.bernoulli(k_drop, cfg.cfg_dropout, (x.shape[0],))
         (loss, aux), grads = loss_and_grads(state["params"], state["rest"], x, ctx, ctx_mask, drop, k_loss)
