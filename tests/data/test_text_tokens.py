@@ -143,3 +143,30 @@ def test_from_images_stores_per_token_text(tmp_path):
     with pytest.raises(ValueError, match=r"expected \(N, 5, E\) and \(N, 5\)"):  # T is the dataset's
         convert_images(d, str(tmp_path / "bad"), size=4, embed=pooled, progress=False,
                        text_tokens=5, embed_tokens=fake_tokens)
+
+
+def test_from_parquet_labels_get_their_class_names_tokens(tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from ouro.data.convert import convert_parquet
+
+    def png(v):
+        bio = io.BytesIO()
+        Image.new("RGB", (4, 4), (v, v, v)).save(bio, format="PNG")
+        return bio.getvalue()
+
+    labels = [2, 0, 1, 2]
+    pq.write_table(pa.table({"image": [png(10 * k) for k in labels], "label": labels}), tmp_path / "a.parquet")
+    names = ["zero", "one thing", "two more things"]
+    convert_parquet(tmp_path / "a.parquet", str(tmp_path / "ds"), label_column="label", class_names=names,
+                    size=4, embed=lambda t: np.ones((len(t), 8), np.float32), progress=False,
+                    text_tokens=3, embed_tokens=fake_tokens)
+    got = ShardedSource(str(tmp_path / "ds"), fields=("ctx_tokens", "ctx_mask", "labels")).read(np.arange(4))
+    want, want_mask = fake_tokens([names[k] for k in labels])
+    np.testing.assert_array_equal(got["labels"], labels)
+    np.testing.assert_array_equal(got["ctx_mask"], want_mask)
+    np.testing.assert_array_equal(got["ctx_tokens"], want.astype(np.float16))

@@ -7,8 +7,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ouro.data.format import Index
-from ouro.errors import UserError
 from ouro.data.writer import ShardWriter
+from ouro.errors import UserError
 
 Encode = Callable[[np.ndarray], np.ndarray]  # (N, H, W, 3) float32 in [-1, 1] -> (N, h, w, c) NHWC
 Embed = Callable[[list[str]], np.ndarray]  # texts -> (N, E) float32
