@@ -56,6 +56,9 @@ def main(argv: list[str]) -> int:
                                seed=args.seed, guidance_rate=args.autoguidance, ctx_mask=ctx_mask)
         names = args.prompt
     else:
+        if s.class_ctx is None and getattr(s.cfg.model, "condition_input", "ctx") != "label":
+            raise UserError(f"--ckpt {args.ckpt}: this run ({s.cfg.data.kind} data) has no class table; "
+                            f"give --prompt TEXT")
         classes = args.classes if args.classes else list(range(10))
         images, labels = sample_grid(s, classes=classes, per_class=args.per_class, steps=args.steps,
                                      method=args.method, cfg_scale=args.cfg, seed=args.seed,

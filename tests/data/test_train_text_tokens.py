@@ -69,6 +69,8 @@ def test_per_token_text_convert_train_resume_sample(tmp_path, compile_cache, cap
     np.testing.assert_array_equal(drop_a, drop_b)
     assert not np.allclose(cond_a, cond_b)
 
+    assert ouro(["sample", "--ckpt", str(tmp_path / "run")]) == 2  # no class table: prompts needed
+    assert "has no class table; give --prompt TEXT" in capsys.readouterr().err
     out = tmp_path / "grid.png"
     assert ouro(["sample", "--ckpt", str(tmp_path / "run"), "--prompt", shapes.captions[0], "--prompt",
                  "a small green square", "--per-class", "2", "--steps", "2", "--out", str(out)]) == 0
