@@ -51,27 +51,28 @@ def test_per_token_text_convert_train_resume_sample(tmp_path, compile_cache, cap
 
     s = load_for_sampling(tmp_path / "run")
     assert s.text_tokens["max_tokens"] == T
-    stored = ShardedSource(str(ds), fields=("ctx_tokens", "ctx_mask")).read(np.arange(2))
-    tokens, mask = encode_prompts(s, shapes.captions[:2])  # prompts encoded as the captions were
+    stored = ShardedSource(str(ds), fields=("ctx_tokens", "ctx_mask")).read(np.arange(4))
+    # prompts encoded as the captions were (4 of them: the converter's batch shape, compiled once)
+    tokens, mask = encode_prompts(s, shapes.captions[:4])
     np.testing.assert_array_equal(mask, stored["ctx_mask"])
     np.testing.assert_allclose(tokens, stored["ctx_tokens"].astype(np.float32), rtol=2e-3, atol=2e-2)
 
     # the null condition (CFG dropout in training, the unconditional branch in sampling) is the
-    # empty text: with drop=True the text, however padded, no longer changes the prediction
-    @jax.jit  # one compile for the four predictions
-    def predictions(params, c, m):
-        model = nnx.merge(s.graphdef, params, s.rest)
-        x, t = jax.random.normal(jax.random.key(0), (2, 8, 8, 3)), jnp.array([0.3, 0.9])
-        return [model(x, t, c[i], ctx_mask=m[i], drop=jnp.full(2, d)) for d in (True, False) for i in (0, 1)]
-
-    drop_a, drop_b, cond_a, cond_b = map(np.asarray, predictions(
-        s.params, jnp.stack([tokens, tokens[::-1]]), jnp.stack([mask, mask[::-1]])))
-    np.testing.assert_array_equal(drop_a, drop_b)
-    assert not np.allclose(cond_a, cond_b)
+    # empty text: with drop=True the text, however padded, no longer changes the prediction.
+    # One call on 4 samples: texts (a, b, a, b), the first two dropped.
+    model = nnx.merge(s.graphdef, s.params, s.rest)
+    x = jnp.tile(jax.random.normal(jax.random.key(0), (1, 8, 8, 3)), (4, 1, 1, 1))
+    pick = np.array([0, 1, 0, 1])
+    v = np.asarray(nnx.jit(lambda m, *a, **k: m(*a, **k))(
+        model, x, jnp.full(4, 0.5), jnp.asarray(tokens[pick]), ctx_mask=jnp.asarray(mask[pick]),
+        drop=jnp.array([True, True, False, False])))
+    np.testing.assert_array_equal(v[0], v[1])
+    assert not np.allclose(v[2], v[3])
 
     assert ouro(["sample", "--ckpt", str(tmp_path / "run")]) == 2  # no class table: prompts needed
     assert "has no class table; give --prompt TEXT" in capsys.readouterr().err
     out = tmp_path / "grid.png"
-    assert ouro(["sample", "--ckpt", str(tmp_path / "run"), "--prompt", shapes.captions[0], "--prompt",
-                 "a small green square", "--per-class", "2", "--steps", "2", "--out", str(out)]) == 0
+    prompts = [a for p in [*shapes.captions[:3], "a small green square"] for a in ("--prompt", p)]
+    assert ouro(["sample", "--ckpt", str(tmp_path / "run"), *prompts, "--per-class", "1", "--steps", "2",
+                 "--out", str(out)]) == 0
     assert out.exists() and len(list((tmp_path / "grid").glob("sample_0*.png"))) == 4
