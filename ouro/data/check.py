@@ -1,7 +1,9 @@
 """`check_dataset(url)`: verify every shard of a dataset against its index.json.
 
 Index keys, every file present (and none extra), sizes and .npy headers as the index says,
-crc32 checksums, and no NaN/Inf in any float field. The first problem raises UserError
+crc32 checksums, and no NaN/Inf in any float field. Per-token text (ctx_tokens + ctx_mask)
+is checked row by row: at least one real token, and padded token states exactly zero (a
+mask that does not belong to its states shows up here). The first problem raises UserError
 naming the dataset, shard file and field; otherwise a summary dict is returned.
 """
 
@@ -12,6 +14,21 @@ from typing import Any
 import numpy as np
 
 from ouro.data.source import ShardedSource
+from ouro.errors import UserError
+
+
+def check_token_rows(source: ShardedSource, i: int, tokens: np.ndarray, mask: np.ndarray) -> None:
+    """Shard i's per-token text: every row has a real token, padding states are zero."""
+    mask = mask.astype(bool)
+    where = source.where(source.index.shards[i], "ctx_mask")
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+        raise UserError(f"{where}: row {int(empty[0])} of field 'ctx_mask' has no real token "
+                        f"(dataset {source.url}); every caption needs at least one")
+    stray = np.flatnonzero(((tokens != 0).any(axis=2) & ~mask).any(axis=1))
+    if stray.size:
+        raise UserError(f"{source.where(source.index.shards[i], 'ctx_tokens')}: row {int(stray[0])} of field "
+                        f"'ctx_tokens' has non-zero states where ctx_mask says padding (dataset {source.url})")
 
 
 def check_dataset(url: str, *, progress: bool = True) -> dict[str, Any]:
@@ -27,11 +44,14 @@ def check_dataset(url: str, *, progress: bool = True) -> dict[str, Any]:
     finite = {}
     for i, shard in enumerate(index.shards):
         source.verify_checksums([i])
+        blocks = {}
         for f in source.fields:
-            block = source._read_run(i, f, 0, shard.count)
+            block = blocks[f] = source._read_run(i, f, 0, shard.count)
             source._check_finite(block, i, f, 0)
             if block.dtype.kind == "f":
                 finite.setdefault(f, []).append((float(np.min(block)), float(np.max(block))))
+        if "ctx_tokens" in blocks:  # read_index guarantees ctx_mask comes with it
+            check_token_rows(source, i, blocks["ctx_tokens"], blocks["ctx_mask"])
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -43,4 +63,5 @@ def check_dataset(url: str, *, progress: bool = True) -> dict[str, Any]:
         "fields": {k: {"dtype": f.dtype, "shape": list(f.shape)} for k, f in index.fields.items()},
         "bytes": sum(int(d["bytes"]) for s in index.shards for d in s.files.values()),
         "value_range": {f: [min(a for a, _ in r), max(b for _, b in r)] for f, r in finite.items()},
+        **({"text_tokens": index.text_tokens} if index.text_tokens else {}),
     }

@@ -2,6 +2,7 @@
 
     ouro data from-pt shards/*.pt --out /data/latents             # Ouroboros PT files
     ouro data from-images photos/ --out /data/px256 --size 256    # images + captions
+    ouro data from-images photos/ --out /data/px256t --text-tokens 64   # + per-token text (MMDiT)
     ouro data from-parquet cifar10/ --label-column label --out /data/cifar --size 32
     ouro data check /data/latents          # or gs://bucket/latents
 Converters are resumable: rerun the same command after an interruption.
@@ -36,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--autoencoder", default=None,
                        help="'package.module:function' mapping (N,H,W,3) float32 in [-1,1] to NHWC "
                             "latents; default: pixel space")
+        s.add_argument("--text-tokens", type=int, default=0, metavar="T",
+                       help="also store Gemma-3 per-token states of each caption, padded/cut to T "
+                            "tokens, + their mask (fields ctx_tokens, ctx_mask: MMDiT "
+                            "model.text_input=tokens); 0 = pooled embeddings only")
         if name == "from-parquet":
             s.add_argument("--image-column", default="image")
             s.add_argument("--caption-column", default=None)
@@ -64,7 +69,7 @@ def main(argv: list[str]) -> int:
         index = convert.convert_pt(args.files, args.out, **common)
     else:
         common.update(size=args.size, encode=load_encoder(args.autoencoder),
-                      encoder_name=args.autoencoder or "pixels")
+                      encoder_name=args.autoencoder or "pixels", text_tokens=args.text_tokens)
         if args.cmd == "from-images":
             index = convert.convert_images(args.src, args.out, **common)
         else:

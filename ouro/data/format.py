@@ -7,6 +7,8 @@
                                            ctx_tokens (n0, T, E), ctx_mask (n0, T)
 index.json:
     {"format": "ouro-shards", "version": 1, "rows": N,
+     "text_tokens": {"encoder": ..., "weights_id": ..., "max_tokens": T, "include_bos": false},
+                                           (only with ctx_tokens: how to encode prompts alike)
      "fields": {"latents": {"dtype": "float16", "shape": [H, W, C]}, ...},
      "shards": [{"name": "shard-00000", "count": n0,
                  "files": {"latents": {"bytes": b, "crc32": "0x..."}, ...}}, ...]}
@@ -34,6 +36,7 @@ from ouro.errors import UserError
 
 FORMAT, VERSION = "ouro-shards", 1
 REQUIRED_FIELDS = ("latents", "embeddings")
+TOKEN_FIELDS = ("ctx_tokens", "ctx_mask")  # optional per-token text: (T, E) float states + (T,) mask
 HEADER_PEEK = 4096  # an .npy header is < 4 KiB for any shape we write
 
 
@@ -62,6 +65,7 @@ class Index:
     url: str  # the dataset directory (local path or URL)
     fields: dict[str, Field]
     shards: list[Shard]
+    text_tokens: dict[str, Any] | None = None  # the per-token encoder settings (with ctx_tokens)
 
     @property
     def rows(self) -> int:
@@ -76,8 +80,10 @@ class Index:
         return storage.join(self.url, shard.file(field))
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "rows": self.rows,
-                "fields": {k: {"dtype": f.dtype, "shape": list(f.shape)} for k, f in self.fields.items()},
+        out = {"format": FORMAT, "version": VERSION, "rows": self.rows}
+        if self.text_tokens is not None:
+            out["text_tokens"] = self.text_tokens
+        return {**out, "fields": {k: {"dtype": f.dtype, "shape": list(f.shape)} for k, f in self.fields.items()},
                 "shards": [{"name": s.name, "count": s.count, "files": s.files} for s in self.shards]}
 
 
@@ -179,5 +185,25 @@ def read_index(url: str) -> Index:
         shards.append(Shard(str(_need(s, "name", f, str)), count, files))
     if not shards:
         raise UserError(f"{where}: no shards")
+    check_token_fields(fields, where)
+    text_tokens = raw.get("text_tokens")
+    if text_tokens is not None and not isinstance(text_tokens, dict):
+        raise UserError(f"{where}: key 'text_tokens' must be an object")
     # "rows" is informational: a wrong shard count is caught against that shard's files
-    return Index(url, fields, shards)
+    return Index(url, fields, shards, text_tokens)
+
+
+def check_token_fields(fields: dict[str, Field], where: str) -> None:
+    """Per-token text comes as a pair: ctx_tokens (T, E) float + ctx_mask (T,) bool/uint8."""
+    have = [f for f in TOKEN_FIELDS if f in fields]
+    if not have:
+        return
+    if len(have) == 1:
+        missing = next(f for f in TOKEN_FIELDS if f not in fields)
+        raise UserError(f"{where}: field {have[0]!r} without {missing!r} (per-token text needs both)")
+    tok, mask = fields["ctx_tokens"], fields["ctx_mask"]
+    if len(tok.shape) != 2 or np.dtype(tok.dtype).kind != "f":
+        raise UserError(f"{where}: field 'ctx_tokens' is {tok.dtype} {list(tok.shape)}, expected float [T, E]")
+    if tuple(mask.shape) != tok.shape[:1] or mask.dtype not in ("bool", "uint8"):
+        raise UserError(f"{where}: field 'ctx_mask' is {mask.dtype} {list(mask.shape)}, expected bool or "
+                        f"uint8 [{tok.shape[0]}] (one flag per token of ctx_tokens)")

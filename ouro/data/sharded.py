@@ -2,8 +2,11 @@
 
 `sharded_loader(url, global_batch, ...)` checks the dataset (index, files, and against the
 model's expected shapes), decides RAM preload vs streaming, and returns the resumable Grain
-loader of ouro/data/pipeline.py yielding {"x": (B, H, W, C) float16 as stored, "ctx": (B, 1, E) float32}. The train step
-casts x to float32 on device (the model then computes in its own dtype).
+loader of ouro/data/pipeline.py yielding {"x": (B, H, W, C) float16 as stored, "ctx": (B, 1, E)
+float32}, plus what the model's condition needs (`condition`, ouro.denoiser): per-token text
+"ctx_tokens" (B, T, E) float16 as stored + "ctx_mask" (B, T) bool, or class ids "label" (B,)
+int32. The train step casts x and ctx_tokens to float32 on device (the model then computes in
+its own dtype). A dataset without the fields the model reads fails before any compile.
 """
 
 from __future__ import annotations
@@ -20,15 +23,42 @@ from ouro.errors import UserError
 PRELOAD_FRACTION = 0.5  # "auto" preloads when this host's share fits in half the free RAM
 
 
+# the model's condition (batch field) -> the dataset fields it is made from
+CONDITION_FIELDS = {"ctx": (), "ctx_tokens": ("ctx_tokens", "ctx_mask"), "label": ("labels",)}
+HOW = {"ctx_tokens": "convert with `ouro data from-images|from-parquet ... --text-tokens T`, "
+                     "or train with model.text_input=pooled",
+       "label": "convert with `ouro data from-parquet ... --label-column`, or condition on text"}
+
+
 def to_batch(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Dataset fields -> the train step's batch: NHWC latents (as stored, e.g. float16: the
-    step casts on device) and one pooled context token."""
-    return {"x": rows["latents"],
-            "ctx": rows["embeddings"].astype(np.float32, copy=False)[:, None, :]}  # (B, 1, E)
+    step casts on device), one pooled context token, and per-token text / labels if read."""
+    batch = {"x": rows["latents"],
+             "ctx": rows["embeddings"].astype(np.float32, copy=False)[:, None, :]}  # (B, 1, E)
+    if "ctx_tokens" in rows:  # float16 as stored: the largest field, cast on device
+        batch["ctx_tokens"], batch["ctx_mask"] = rows["ctx_tokens"], rows["ctx_mask"].astype(bool, copy=False)
+    if "labels" in rows:
+        batch["label"] = rows["labels"].astype(np.int32, copy=False)
+    return batch
+
+
+def fields_for(have: Any, condition: str, url: str, model: str = "the model") -> tuple[str, ...]:
+    """The dataset fields to load for a model reading batch field `condition`; UserError
+    (one line, naming the dataset and the field) when the dataset does not have them."""
+    if condition not in CONDITION_FIELDS:
+        raise UserError(f"{model} reads batch field {condition!r}; a sharded dataset provides "
+                        f"{', '.join(CONDITION_FIELDS)}")
+    need = CONDITION_FIELDS[condition]  # `have`: the dataset's fields (index.json)
+    for f in need:
+        if f not in have:
+            raise UserError(f"{url}/index.json: dataset has no field {f!r}, which {model} reads as "
+                            f"{condition!r}; {HOW[condition]}")
+    return ("latents", "embeddings", *need)
 
 
 def check_shapes(source: ShardedSource, *, latent_shape: tuple[int, ...] | None = None,
                  embed_dim: int | None = None) -> None:
+    """(Per-token text too: ctx_tokens must be embed_dim wide, as the pooled embeddings.)"""
     """The dataset against what the model expects, before any model is built."""
     where = f"{source.url}/index.json"
     lat, emb = source.index.fields["latents"], source.index.fields["embeddings"]
@@ -45,6 +75,10 @@ def check_shapes(source: ShardedSource, *, latent_shape: tuple[int, ...] | None 
     for name, f in (("latents", lat), ("embeddings", emb)):
         if np.dtype(f.dtype).kind != "f":
             raise UserError(f"{where}: field {name!r} has dtype {f.dtype}, expected a float type")
+    tok = source.index.fields.get("ctx_tokens")  # read_index checked the pair's own shapes
+    if tok is not None and embed_dim is not None and tok.shape[1] != embed_dim:
+        raise UserError(f"{where}: field 'ctx_tokens' is {tok.shape[1]} wide (per token) but the model "
+                        f"expects {embed_dim} (data.ctx_dim / model.ctx_dim)")
 
 
 def available_ram() -> int:
@@ -58,8 +92,13 @@ def sharded_loader(url: str, global_batch: int, *, seed: int = 0, groups: int = 
                    mode: str = "auto", workers: int = 4, prefetch: int = 4,
                    latent_shape: tuple[int, ...] | None = None, embed_dim: int | None = None,
                    process_index: int = 0, process_count: int = 1,
-                   progress: bool = False) -> Loader:
-    source = ShardedSource(url)
+                   progress: bool = False, condition: str = "ctx", model: str = "the model") -> Loader:
+    """`condition`: the batch field the model reads (ctx, ctx_tokens or label): only the
+    dataset fields it needs are read (per-token text is ~10x the bytes of SDXL latents)."""
+    from ouro.data.format import read_index
+
+    fields = fields_for(read_index(url).fields, condition, str(url).rstrip("/"), model)
+    source = ShardedSource(url, fields)
     check_shapes(source, latent_shape=latent_shape, embed_dim=embed_dim)
     order = BatchOrder(source.rows, global_batch, seed=seed, groups=groups)
     lo, hi = order.host_range(process_index, process_count)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ouro.data.format import Field, Index, Shard, write_index, write_npy
+from ouro.data.format import Field, Index, Shard, check_token_fields, write_index, write_npy
 from ouro.errors import UserError
 from ouro.fileio import write_json
 
@@ -71,10 +71,12 @@ class ShardWriter:
             sort_keys=False)  # field order as written: a resumed index.json is byte-identical
         return self.shards[name]
 
-    def finish(self) -> Index:
+    def finish(self, *, text_tokens: dict[str, Any] | None = None) -> Index:
+        """Write index.json (`text_tokens`: the per-token encoder settings, with ctx_tokens)."""
         if not self.shards:
             raise UserError(f"{self.out}: no rows were converted")
-        index = Index(str(self.out), self.fields, [self.shards[k] for k in sorted(self.shards)])
+        index = Index(str(self.out), self.fields, [self.shards[k] for k in sorted(self.shards)], text_tokens)
+        check_token_fields(index.fields, str(self.out / "index.json"))
         write_index(index)
         (self.out / PROGRESS).unlink(missing_ok=True)
         return index
@@ -83,12 +85,12 @@ class ShardWriter:
 def write_shards(out_dir: str | os.PathLike, latents: np.ndarray, embeddings: np.ndarray, *,
                  labels: np.ndarray | None = None, shard_size: int = 4096,
                  extra: Mapping[str, np.ndarray] | None = None,
-                 latent_dtype: str = "float16") -> Path:
+                 latent_dtype: str = "float16", text_tokens: dict[str, Any] | None = None) -> Path:
     """Write NHWC `latents` (N, H, W, C) and `embeddings` (N, E) as a sharded dataset.
 
     Latents are stored as `latent_dtype` (float16: half the bytes; training casts them to
     float32/bfloat16). `labels` (N,) and `extra` fields (e.g. ctx_tokens (N, T, E),
-    ctx_mask (N, T)) are stored beside them, row-aligned.
+    ctx_mask (N, T), with `text_tokens` the encoder settings) are stored beside them, row-aligned.
     """
     n = len(latents)
     arrays = {"latents": np.asarray(latents), "embeddings": np.asarray(embeddings)}
@@ -112,5 +114,5 @@ def write_shards(out_dir: str | os.PathLike, latents: np.ndarray, embeddings: np
         name = f"shard-{i:05d}"
         if not writer.done(name):
             writer.write(name, {k: v[start:start + shard_size] for k, v in arrays.items()})
-    writer.finish()
+    writer.finish(text_tokens=text_tokens)
     return Path(out_dir)

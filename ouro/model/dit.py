@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ouro.denoiser import no_extra_cond, no_routing
-from ouro.config import ConfigError
+from ouro.config import ConfigError, checked
 from ouro.nn.adaln_zero import AdaLNZero, layer_norm, modulate
 from ouro.nn.embed import PatchEmbed, timestep_features, unpatchify
 from ouro.nn.linear import axes, dense
@@ -31,6 +31,8 @@ from ouro.nn.stack import scan_layers, stacked
 FREQ_DIM = 256  # DiT's frequency_embedding_size
 
 
+@checked(in_channels=">=1", out_channels=">=1", patch_size=">=1", dim=">=1", depth=">=1", heads=">=1",
+         mlp_ratio=">0", ctx_dim=">=1", num_classes=">=1")
 @dataclasses.dataclass(frozen=True)
 class DiTConfig:
     name: str = "custom"
@@ -47,24 +49,15 @@ class DiTConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
     scan: bool = True  # stacked blocks via scan (False: Python loop, same weights)
 
-    def __post_init__(self):
+    def __post_init__(self):  # after @checked's per-field types, Literals and ranges
         def bad(field: str, why: str):
             # ConfigError (a ValueError): `ouro train model.dim=...` prints one line, exit 2
             raise ConfigError(f"{field}={getattr(self, field)!r}: {why}", key=field)
 
-        for f in ("in_channels", "patch_size", "dim", "depth", "heads", "ctx_dim", "num_classes"):
-            if getattr(self, f) < 1:
-                bad(f, "must be >= 1")
         if self.dim % self.heads:
             bad("dim", f"must be a multiple of heads={self.heads}")
         if self.dim % 4:
             bad("dim", "must be a multiple of 4 (2-D sin-cos positions)")
-        if self.mlp_ratio <= 0:
-            bad("mlp_ratio", "must be positive")
-        if self.cond not in ("text", "class"):
-            bad("cond", "must be 'text' or 'class'")
-        if self.dtype not in ("float32", "bfloat16"):
-            bad("dtype", "must be 'float32' or 'bfloat16'")
 
     @property
     def head_dim(self) -> int:

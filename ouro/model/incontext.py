@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ouro.config import checked
 from ouro.denoiser import no_routing
 from ouro.model.dit import FREQ_DIM
 from ouro.model.mmdit import (CondEmbedding, MMDiTConfig, _linear, _modality_params, check_inputs, cond_params,
@@ -28,6 +29,7 @@ from ouro.nn.posemb import sincos_2d
 from ouro.nn.stack import scan_layers, stacked
 
 
+@checked()  # its own field list: unknown keys and types checked as for MMDiTConfig
 @dataclasses.dataclass(frozen=True)
 class InContextConfig(MMDiTConfig):
     """MMDiTConfig's fields; cond_vars become prepended tokens instead of adaLN inputs."""

@@ -23,7 +23,7 @@ from flax import nnx
 
 from ouro.denoiser import no_routing
 from ouro.model.dit import FREQ_DIM, FinalLayer, TimestepEmbedder
-from ouro.config import ConfigError
+from ouro.config import ConfigError, checked
 from ouro.nn.adaln_zero import AdaLNZero, layer_norm, modulate
 from ouro.nn.embed import PatchEmbed, unpatchify
 from ouro.nn.joint_attention import JointAttention
@@ -34,6 +34,8 @@ from ouro.nn.posemb import sincos_2d
 from ouro.nn.stack import scan_layers, stacked
 
 
+@checked(in_channels=">=1", out_channels=">=1", patch_size=">=1", dim=">=1", depth=">=1", heads=">=1",
+         mlp_dim=">=1", ctx_dim=">=1")
 @dataclasses.dataclass(frozen=True)
 class MMDiTConfig:
     name: str = "custom"
@@ -55,26 +57,17 @@ class MMDiTConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
     scan: bool = True  # stacked blocks via scan (False: Python loop, same weights)
 
-    def __post_init__(self):
+    def __post_init__(self):  # after @checked's per-field types, Literals and ranges
         def bad(field: str, why: str):
             # ConfigError (a ValueError): `ouro train model.dim=...` prints one line, exit 2
             raise ConfigError(f"{field}={getattr(self, field)!r}: {why}", key=field)
 
-        for f in ("in_channels", "patch_size", "dim", "depth", "heads", "mlp_dim", "ctx_dim"):
-            if getattr(self, f) < 1:
-                bad(f, "must be >= 1")
         if self.dim % self.heads:
             bad("dim", f"must be a multiple of heads={self.heads}")
         if self.dim % 4:
             bad("dim", "must be a multiple of 4 (2-D sin-cos positions)")
         if not self.cond_vars or self.cond_vars[0] != "t" or len(set(self.cond_vars)) != len(self.cond_vars):
             bad("cond_vars", "must start with 't' and name each variable once")
-        if len(self.causal) != 2:
-            bad("causal", "needs one flag per modality (image, text)")
-        if self.text_input not in ("pooled", "tokens"):
-            bad("text_input", "must be 'pooled' or 'tokens'")
-        if self.dtype not in ("float32", "bfloat16"):
-            bad("dtype", "must be 'float32' or 'bfloat16'")
 
     @property
     def head_dim(self) -> int:

@@ -21,14 +21,16 @@ from ouro.text.embed import get_encoder
 
 
 def embed_tokens(texts: Sequence[str], *, max_tokens: int = 64, include_bos: bool = False,
-                 batch_size: int = 16, encoder=None) -> tuple[np.ndarray, np.ndarray]:
-    """(states (N, T, D) float32, mask (N, T) bool) with T = the longest text's token count."""
+                 batch_size: int = 16, encoder=None, pad_to_max: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(states (N, T, D) float32, mask (N, T) bool) with T = the longest text's token count,
+    or T = max_tokens with `pad_to_max` (datasets and prompts of one run share one T, and
+    the encoder compiles one width)."""
     if max_tokens < 1:
         raise ValueError(f"embed_tokens: max_tokens must be >= 1, got {max_tokens}")
     enc = encoder or get_encoder()
     start = 0 if include_bos else 1  # tokenize() puts BOS first
     rows = [ids[: start + max_tokens] for ids in enc.tokenize(texts)]
-    width = max(len(r) for r in rows)  # includes the BOS slot
+    width = start + max_tokens if pad_to_max else max(len(r) for r in rows)  # includes the BOS slot
     pad = enc.cfg.pad_id
     states = np.zeros((len(rows), width - start, enc.cfg.dim), np.float32)
     mask = np.zeros((len(rows), width - start), bool)

@@ -40,13 +40,14 @@ class NonFiniteLoss(FloatingPointError):
     """Raised when the loss or gradient norm became NaN/Inf; names the step."""
 
 
-def model_train_flops(model_cfg: Any, cfg: Any) -> float:
+def model_train_flops(model_cfg: Any, cfg: Any, ctx_len: int = 1) -> float:
     """Training FLOPs per image (3 x forward) from the model family's own accounting; a
-    model whose family is not registered (ouro/model/registry.py) is an error, not 0."""
+    model whose family is not registered (ouro/model/registry.py) is an error, not 0.
+    ctx_len: text tokens per image (1 = a pooled embedding; T for per-token text)."""
     from ouro.model.registry import flops_per_image
 
     fwd = flops_per_image(model_cfg, cfg.data.image_size, cfg.data.image_size,
-                          ctx_len=1, tread_rate=cfg.tread_rate)
+                          ctx_len=ctx_len, tread_rate=cfg.tread_rate)
     return 3.0 * float(fwd)
 
 
@@ -81,6 +82,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     config_json = {"train": to_dict(cfg), "model_class": type(cfg.model).__name__,
                    "model_family": family_of(cfg.model).name,  # from_dict rebuilds its config
                    "context_source": info.get("context_source"),
+                   # per-token text: T and the encoder settings `ouro sample` encodes prompts with
+                   "text_tokens": info.get("text_tokens"),
                    "lr_rule_counts": lr_rules(trainer.abstract_state["params"], dim)["counts"]}
     if is_main:
         write_json(out / "config.json", config_json)
@@ -99,7 +102,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     step = int(jax.device_get(state["step"]))
     csv_log = CSVLog(out / "loss.csv", resume_step=step) if is_main else None
     sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
-    flops_img = model_train_flops(cfg.model, cfg)
+    flops_img = model_train_flops(cfg.model, cfg, info.get("ctx_len", 1))
     steps_per_epoch = data.steps_per_epoch
 
     def save(step: int) -> None:

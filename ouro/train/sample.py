@@ -3,6 +3,10 @@
     s = load_for_sampling("outputs/demo")            # EMA weights of the latest checkpoint
     images, labels = sample_grid(s, per_class=10, steps=32, cfg_scale=3.0)
     save_grid(images, labels, "grid.png")
+
+A run whose model reads per-token text (MMDiT text_input="tokens") samples from prompts
+encoded as its dataset's captions were (`encode_prompts`: same encoder, T, BOS rule, recorded
+in the run's config.json); its CFG null condition is the empty (fully masked) text.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Sampler:
     rest: nnx.State
     class_ctx: np.ndarray | None  # (10, 640) for the digits
     step: int
+    text_tokens: dict | None = None  # per-token text runs: the dataset's encoder settings
 
     def context(self, labels: Sequence[int]) -> np.ndarray:
         """What the model reads as ctx for these classes: (B, 1, E) caption embeddings, or
@@ -41,11 +46,33 @@ class Sampler:
         return self.class_ctx[np.asarray(labels)][:, None, :]  # (B, 1, E)
 
 
+def encode_prompts(s: Sampler, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Prompts -> (ctx_tokens (P, T, E) float32, ctx_mask (P, T) bool) for a per-token text
+    run, with the encoder, T and BOS rule its dataset's captions were encoded with."""
+    from ouro.errors import UserError
+
+    tt = s.text_tokens
+    if not tt or "max_tokens" not in tt:
+        raise UserError("this run's config.json records no per-token text settings (text_tokens); "
+                        "pass ctx_tokens and ctx_mask to sample_images yourself")
+    if tt.get("encoder") != "gemma3-270m":
+        raise UserError(f"this run's dataset encoded its text with {tt.get('encoder')!r}; ouro encodes "
+                        f"prompts with Gemma-3 only: pass ctx_tokens and ctx_mask to sample_images")
+    from ouro.text import embed_tokens, get_encoder
+
+    enc = get_encoder(progress=False)
+    if tt.get("weights_id") not in (None, enc.weights_id):
+        raise UserError(f"the run's dataset was encoded with text-encoder weights {tt['weights_id']}, "
+                        f"this machine has {enc.weights_id}: prompts would not match the training text")
+    return embed_tokens(list(prompts), max_tokens=int(tt["max_tokens"]), encoder=enc,
+                        include_bos=bool(tt.get("include_bos", False)), pad_to_max=True)
+
+
 @functools.lru_cache(maxsize=16)
 def _sampler_fn(graphdef: Any, steps: int, method: str, cfg_scale: float, guidance_rate: float):
-    """Jitted (params, rest, noise, ctx) -> images; cached per static setting."""
+    """Jitted (params, rest, noise, ctx, ctx_mask) -> images; cached per static setting."""
 
-    def run(params, rest, noise, ctx):
+    def run(params, rest, noise, ctx, ctx_mask):
         # merge inside each call: the sampler's fori_loop body is its own trace level
         def model(x, t, c, **kw):
             return nnx.merge(graphdef, params, rest)(x, t, c, **kw)
@@ -56,15 +83,16 @@ def _sampler_fn(graphdef: Any, steps: int, method: str, cfg_scale: float, guidan
                 return nnx.merge(graphdef, params, rest)(x, t, c, tread_rate=guidance_rate,
                                                          rng=jax.random.key(0), **kw)
         return flow_sample(model, noise, ctx, steps=steps, method=method, cfg_scale=cfg_scale,
-                           weak_model=weak)
+                           weak_model=weak, ctx_mask=ctx_mask)
 
     return jax.jit(run)
 
 
 def sample_images(s: Sampler, ctx: np.ndarray, *, steps: int = 32, method: str = "euler",
                   cfg_scale: float = 3.0, seed: int = 0, guidance_rate: float = 0.0,
-                  batch_size: int = 256) -> np.ndarray:
-    """(N, H, W, C) float32 samples for contexts (N, T, E) (or int labels (N,)), in batches."""
+                  batch_size: int = 256, ctx_mask: np.ndarray | None = None) -> np.ndarray:
+    """(N, H, W, C) float32 samples for contexts (N, T, E) (or int labels (N,)), in batches.
+    ctx_mask (N, T): True = a real text token (per-token text; the null condition masks all)."""
     size, ch = s.cfg.data.image_size, s.cfg.data.channels
     fn = _sampler_fn(s.graphdef, int(steps), method, float(cfg_scale), float(guidance_rate))
     noise = np.asarray(jax.random.normal(jax.random.key(seed), (len(ctx), size, size, ch)))
@@ -72,7 +100,8 @@ def sample_images(s: Sampler, ctx: np.ndarray, *, steps: int = 32, method: str =
     for i in range(0, len(ctx), batch_size):
         c = np.asarray(ctx[i:i + batch_size])
         c = jnp.asarray(c, jnp.int32 if np.issubdtype(c.dtype, np.integer) else jnp.float32)
-        outs.append(np.asarray(fn(s.params, s.rest, jnp.asarray(noise[i:i + batch_size]), c)))
+        m = None if ctx_mask is None else jnp.asarray(np.asarray(ctx_mask[i:i + batch_size]), bool)
+        outs.append(np.asarray(fn(s.params, s.rest, jnp.asarray(noise[i:i + batch_size]), c, m)))
     return np.concatenate(outs)
 
 
@@ -158,4 +187,4 @@ def load_for_sampling(run_dir: str | Path, *, step: int | None = None, use_ema: 
 
         class_ctx = load_digits(cfg.data.context).class_ctx
     return Sampler(cfg, trainer.graphdef, state["ema" if use_ema else "params"], state["rest"],
-                   class_ctx, int(jax.device_get(state["step"])))
+                   class_ctx, int(jax.device_get(state["step"])), saved.get("text_tokens"))

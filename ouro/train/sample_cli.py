@@ -1,7 +1,8 @@
 """`ouro sample --ckpt RUN_DIR [--class K ...|--prompt TEXT ...]`: sample images + a grid.
 
 Uses the EMA weights of the latest (or --step) checkpoint. Class labels index the run's
-caption table (digits); prompts are embedded with Gemma-3 (ouro.text.embed). A run trained
+caption table (digits); prompts are embedded with Gemma-3 (ouro.text.embed; per token, as
+the run's dataset, for MMDiT with model.text_input=tokens). A run trained
 on latents (config data.autoencoder) is decoded with its autoencoder. Writes each image as
 its own PNG (prompt and sampler settings in the PNG metadata, nothing drawn on the image)
 into a directory named like the grid, plus the grid (RGB for colour images).
@@ -39,18 +40,25 @@ def main(argv: list[str]) -> int:
 
     import numpy as np
 
-    from ouro.train.sample import sample_grid, sample_images, save_grid
+    from ouro.train.sample import encode_prompts, sample_grid, sample_images, save_grid
 
     s = load_run(args.ckpt, args.step)
     if args.prompt:
-        from ouro.text import embed
-
-        emb = np.asarray(embed(args.prompt), np.float32)  # (P, 640)
         labels = np.repeat(np.arange(len(args.prompt)), args.per_class)
-        images = sample_images(s, emb[labels][:, None, :], steps=args.steps, method=args.method,
-                               cfg_scale=args.cfg, seed=args.seed, guidance_rate=args.autoguidance)
+        if getattr(s.cfg.model, "condition_input", "ctx") == "ctx_tokens":
+            tokens, mask = encode_prompts(s, args.prompt)  # (P, T, E), (P, T): as the dataset
+            ctx, ctx_mask = tokens[labels], mask[labels]
+        else:
+            from ouro.text import embed
+
+            ctx, ctx_mask = np.asarray(embed(args.prompt), np.float32)[labels][:, None, :], None  # (B, 1, 640)
+        images = sample_images(s, ctx, steps=args.steps, method=args.method, cfg_scale=args.cfg,
+                               seed=args.seed, guidance_rate=args.autoguidance, ctx_mask=ctx_mask)
         names = args.prompt
     else:
+        if s.class_ctx is None and getattr(s.cfg.model, "condition_input", "ctx") != "label":
+            raise UserError(f"--ckpt {args.ckpt}: this run ({s.cfg.data.kind} data) has no class table; "
+                            f"give --prompt TEXT")
         classes = args.classes if args.classes else list(range(10))
         images, labels = sample_grid(s, classes=classes, per_class=args.per_class, steps=args.steps,
                                      method=args.method, cfg_scale=args.cfg, seed=args.seed,

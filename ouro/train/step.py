@@ -169,6 +169,8 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
         # sharded latents arrive as stored (float16: half the host->device bytes, no host cast)
         x = batch["x"].astype(jnp.float32)
         ctx, ctx_mask = condition_of(cfg.model, batch)
+        if jnp.issubdtype(ctx.dtype, jnp.floating):  # per-token states arrive as stored (float16)
+            ctx = ctx.astype(jnp.float32)
         # CFG dropout: the model swaps in its own null condition (ouro.denoiser), as sampling does
         drop = jax.random.bernoulli(k_drop, cfg.cfg_dropout, (x.shape[0],))
         (loss, aux), grads = loss_and_grads(state["params"], state["rest"], x, ctx, ctx_mask, drop, k_loss)

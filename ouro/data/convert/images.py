@@ -7,7 +7,9 @@ Captions, in this order of precedence:
   - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped).
 Images are center-cropped to a square, resized to `size` (Lanczos), scaled to [-1, 1] and
 passed through `encode` (an autoencoder: (N, H, W, 3) -> NHWC latents) or kept as pixels.
-Captions are embedded per shard with `embed` (default: Gemma-3 via ouro.text.embed, cached).
+Captions are embedded per shard with `embed` (default: Gemma-3 via ouro.text.embed, cached);
+with `text_tokens=T` also per token (Gemma-3 hidden states padded to T + mask: fields
+ctx_tokens, ctx_mask) for models whose text is a token sequence (MMDiT text_input="tokens").
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ouro.data.convert.plan import Embed, Encode, chunks, default_embed, run_plan, to_latents
+from ouro.data.convert.plan import (Embed, EmbedTokens, Encode, chunks, default_embed, run_plan,
+                                    text_tokens_setup, to_latents, token_fields)
 from ouro.data.format import Index
 from ouro.errors import UserError
 
@@ -87,21 +90,24 @@ def find_captions(root: Path) -> dict[str, str]:
 def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
                    encode: Encode | None = None, embed: Embed | None = None,
                    shard_size: int = 4096, encoder_name: str = "pixels",
-                   progress: bool = True) -> Index:
+                   progress: bool = True, text_tokens: int = 0,
+                   embed_tokens: EmbedTokens | None = None) -> Index:
     root = Path(src_dir)
     if not root.is_dir():
         raise UserError(f"{root}: not a directory")
     captions = find_captions(root)
     names = list(captions)
     embed = embed or default_embed
+    tokens_fn, tokens_meta = text_tokens_setup(text_tokens, embed_tokens)
     listing = hashlib.sha256("\n".join(f"{n}\t{captions[n]}" for n in names).encode()).hexdigest()
 
     def build(a: int, b: int) -> dict[str, np.ndarray]:
         pixels = np.stack([load_image(root / n, size, str(root / n)) for n in names[a:b]])
-        return {"latents": to_latents(pixels, encode),
-                "embeddings": np.asarray(embed([captions[n] for n in names[a:b]]), np.float32)}
+        texts = [captions[n] for n in names[a:b]]
+        out = {"latents": to_latents(pixels, encode), "embeddings": np.asarray(embed(texts), np.float32)}
+        return out | (token_fields(texts, tokens_fn, text_tokens) if tokens_fn else {})
 
     plan = [(f"shard-{j:05d}", lambda a=a, b=b: build(a, b)) for j, (a, b) in enumerate(chunks(len(names), shard_size))]
     source = {"from-images": str(root.resolve()), "images": len(names), "listing_sha256": listing,
-              "size": size, "encoder": encoder_name, "shard_size": shard_size}
-    return run_plan(out_dir, plan, source=source, desc="from-images", progress=progress)
+              "size": size, "encoder": encoder_name, "shard_size": shard_size, "text_tokens": tokens_meta}
+    return run_plan(out_dir, plan, source=source, desc="from-images", progress=progress, text_tokens=tokens_meta)

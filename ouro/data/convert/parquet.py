@@ -7,7 +7,8 @@ pyarrow, so the heavy `datasets` package is not needed). Each row has an image c
 embedded per shard) or a label column (integer class: the row gets its class name's
 embedding, as `ouro embed --imagenet` makes them; the label is stored as field `labels`).
 Class names: `class_names` (a list, or "imagenet"), else the ClassLabel names recorded in the
-files' Hugging Face metadata. Shards never span input files.
+files' Hugging Face metadata. Shards never span input files. `text_tokens=T` adds per-token
+text (fields ctx_tokens, ctx_mask: ouro/data/convert/images.py) of the captions / class names.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from ouro.data.convert.images import load_image
-from ouro.data.convert.plan import Embed, Encode, chunks, default_embed, run_plan, to_latents
+from ouro.data.convert.plan import (Embed, EmbedTokens, Encode, chunks, default_embed, run_plan,
+                                    text_tokens_setup, to_latents, token_fields)
 from ouro.data.format import Index
 from ouro.errors import UserError
 
@@ -83,15 +85,17 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
                     caption_column: str | None = None, label_column: str | None = None,
                     class_names: Sequence[str] | str | None = None, size: int = 256,
                     encode: Encode | None = None, embed: Embed | None = None,
-                    shard_size: int = 4096, encoder_name: str = "pixels", progress: bool = True) -> Index:
+                    shard_size: int = 4096, encoder_name: str = "pixels", progress: bool = True,
+                    text_tokens: int = 0, embed_tokens: EmbedTokens | None = None) -> Index:
     src = Path(src)
     if (caption_column is None) == (label_column is None):
         raise UserError("from-parquet: give exactly one of --caption-column or --label-column")
     files = input_files(src)
     embed = embed or default_embed
+    tokens_fn, tokens_meta = text_tokens_setup(text_tokens, embed_tokens)
     text_col = caption_column or label_column
     tables = [open_table(f, [image_column, text_col]) for f in files]
-    class_emb = None
+    class_emb = class_tok = None
     if label_column is not None:
         if class_names == "imagenet":
             from ouro.text.imagenet import class_names as imagenet_names
@@ -102,6 +106,7 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
             raise UserError(f"{src}: column {label_column!r} has no class names in its metadata; "
                             f"pass --class-names imagenet or a file with one name per line")
         class_emb = np.asarray(embed(class_names), np.float32)  # (K, E): once, not per row
+        class_tok = token_fields(list(class_names), tokens_fn, text_tokens) if tokens_fn else None
 
     def build(fi: int, a: int, b: int) -> dict[str, np.ndarray]:
         t = tables[fi].slice(a, b - a)
@@ -115,16 +120,21 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
             if bad is not None:
                 raise UserError(f"{where} row {a + bad}: column {text_col!r} is not a non-empty caption")
             out["embeddings"] = np.asarray(embed(values), np.float32)
+            if tokens_fn:
+                out.update(token_fields(values, tokens_fn, text_tokens))
         else:
             labels = np.asarray(values, np.int64)
             if labels.min() < 0 or labels.max() >= len(class_emb):
                 raise UserError(f"{where}: column {text_col!r} has labels outside 0..{len(class_emb) - 1}")
             out["embeddings"], out["labels"] = class_emb[labels], labels
+            if class_tok is not None:
+                out.update({k: v[labels] for k, v in class_tok.items()})
         return out
 
     plan = [(f"shard-{fi:05d}-{j:05d}", lambda fi=fi, a=a, b=b: build(fi, a, b))
             for fi, t in enumerate(tables) for j, (a, b) in enumerate(chunks(t.num_rows, shard_size))]
     source = {"from-parquet": [[str(f.relative_to(src)) if src.is_dir() else f.name, f.stat().st_size] for f in files],
               "columns": [image_column, text_col], "size": size, "encoder": encoder_name,
-              "shard_size": shard_size, "class_names": len(class_emb) if class_emb is not None else None}
-    return run_plan(out_dir, plan, source=source, desc="from-parquet", progress=progress)
+              "shard_size": shard_size, "class_names": len(class_emb) if class_emb is not None else None,
+              "text_tokens": tokens_meta}
+    return run_plan(out_dir, plan, source=source, desc="from-parquet", progress=progress, text_tokens=tokens_meta)

@@ -8,14 +8,19 @@ import numpy as np
 
 from ouro.data.format import Index
 from ouro.data.writer import ShardWriter
+from ouro.errors import UserError
 
 Encode = Callable[[np.ndarray], np.ndarray]  # (N, H, W, 3) float32 in [-1, 1] -> (N, h, w, c) NHWC
 Embed = Callable[[list[str]], np.ndarray]  # texts -> (N, E) float32
+# texts -> (states (N, T, E) float, mask (N, T) bool) with T = the dataset's max_tokens
+EmbedTokens = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 
 
 def run_plan(out_dir: str, plan: Sequence[tuple[str, Callable[[], dict[str, np.ndarray]]]], *,
-             source: Any, desc: str, progress: bool = True) -> Index:
-    """plan: (shard name, build) pairs in dataset order; build() returns the shard's arrays."""
+             source: Any, desc: str, progress: bool = True,
+             text_tokens: dict[str, Any] | None = None) -> Index:
+    """plan: (shard name, build) pairs in dataset order; build() returns the shard's arrays.
+    `text_tokens`: the per-token encoder settings recorded in index.json (with ctx_tokens)."""
     writer = ShardWriter(out_dir, source=source)
     bar = None
     if progress:
@@ -30,7 +35,7 @@ def run_plan(out_dir: str, plan: Sequence[tuple[str, Callable[[], dict[str, np.n
             bar.update(1)
     if bar is not None:
         bar.close()
-    return writer.finish()
+    return writer.finish(text_tokens=text_tokens)
 
 
 def chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -41,6 +46,36 @@ def default_embed(texts: list[str]) -> np.ndarray:
     from ouro.text import embed
 
     return embed(texts, progress=False)
+
+
+def text_tokens_setup(max_tokens: int, embed_tokens: EmbedTokens | None,
+                      encoder_name: str | None = None) -> tuple[EmbedTokens | None, dict[str, Any] | None]:
+    """(per-token embedder, its settings for index.json) for `--text-tokens T`; (None, None)
+    when T = 0 (pooled embeddings only). The default is Gemma-3 (ouro.text.embed_tokens)
+    padded to exactly T tokens, BOS left out: `ouro sample` encodes prompts the same way."""
+    if max_tokens < 0:
+        raise UserError(f"--text-tokens {max_tokens}: must be >= 0 (0 = pooled embeddings only)")
+    if not max_tokens:
+        return None, None
+    settings = {"max_tokens": int(max_tokens), "include_bos": False}
+    if embed_tokens is not None:  # a custom encoder: prompts cannot be encoded alike by ouro
+        return embed_tokens, {"encoder": encoder_name or "custom", **settings}
+    from ouro.text import embed_tokens as gemma_tokens, get_encoder
+
+    enc = get_encoder(progress=False)
+    return (lambda texts: gemma_tokens(texts, max_tokens=max_tokens, encoder=enc, pad_to_max=True),
+            {"encoder": "gemma3-270m", "weights_id": enc.weights_id, **settings})
+
+
+def token_fields(texts: list[str], embed_tokens: EmbedTokens, max_tokens: int) -> dict[str, np.ndarray]:
+    """{"ctx_tokens": (N, T, E) float16, "ctx_mask": (N, T) bool} for one shard's texts."""
+    states, mask = embed_tokens(texts)
+    states, mask = np.asarray(states), np.asarray(mask, bool)
+    if states.ndim != 3 or mask.shape != (len(texts), max_tokens) or states.shape[:2] != mask.shape:
+        raise ValueError(f"embed_tokens returned {states.shape} / {mask.shape}; expected (N, {max_tokens}, E) "
+                         f"and (N, {max_tokens}) for N={len(texts)}")
+    # float16 halves the largest field; padded states are stored as exact zeros
+    return {"ctx_tokens": np.where(mask[..., None], states, 0).astype(np.float16), "ctx_mask": mask}
 
 
 def to_latents(pixels: np.ndarray, encode: Encode | None) -> np.ndarray:
@@ -57,8 +92,6 @@ def load_encoder(spec: str | None) -> Encode | None:
     if not spec:
         return None
     import importlib
-
-    from ouro.errors import UserError
 
     module, _, attr = spec.partition(":")
     try:
