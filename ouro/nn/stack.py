@@ -8,9 +8,9 @@ lax.scan(unroll=True): the same scan, lowered without a loop. A rolled loop keep
 backward pass needs from each layer in stacked buffers that XLA zero-fills, writes with
 dynamic-update-slice and reads back with dynamic-slice, accumulates the stacked weights'
 gradients the same way, and copies its carry; measured on the cmp-tiny train step (two
-layers per stack) that was ~30% of the step's op time. Unrolled, each layer reads its weight
+layers per stack) that was about a quarter of the step's op time. Unrolled, each layer reads its weight
 slice and writes its gradient directly, so the step runs at the speed of its arithmetic
-(cmp-tiny: 0.45 -> 0.73 of a same-process matmul). The cost is compiling every layer
+(cmp-tiny, on a loaded 2-core CPU: 0.45 -> 0.73 of a same-process matmul). The cost is compiling every layer
 instead of one body; a long stack (or a big model whose compile time matters more, e.g. on
 a TPU pod) keeps the loop: `unroll_max=0` rolls every stack. A rematerialised stack always
 keeps the loop: unrolled, nothing stops XLA from scheduling a layer's recomputation right

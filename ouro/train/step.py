@@ -104,7 +104,7 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
     abs_model = nnx.eval_shape(new_model)
     graphdef, abs_params, _ = nnx.split(abs_model, nnx.Param, ...)
     tx = make_optimizer(cfg, abs_params, dim)  # the state layout (init) and the reference
-    update = make_update(cfg, abs_params, dim)  # what the step runs: the same numbers, one pass
+    update = make_update(cfg, abs_params, dim)  # what the step runs: the same numbers
 
     def init() -> dict:
         _, params, rest = nnx.split(new_model(), nnx.Param, ...)
@@ -176,7 +176,7 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
         (loss, aux), grads = loss_and_grads(state["params"], state["rest"], x, ctx, ctx_mask, drop, k_loss)
         step = state["step"]
         decay = jnp.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step))  # fast early EMA
-        # clip + AdamW + schedule + muP scales + EMA in one pass; grad_norm is the clip's own
+        # clip + AdamW + schedule + muP scales + EMA per parameter; grad_norm is the clip's own
         params, opt, ema, grad_norm = update(grads, state["opt"], state["params"], state["ema"], decay)
         b_sum, b_cnt = bin_losses(aux["t"], aux["per_sample"], T_BINS)
         acc = state["acc"]

@@ -1,15 +1,15 @@
-"""THE parameter update of a train step in one per-parameter pass: global-norm clip, Adam
+"""THE parameter update of a train step as one per-parameter function: global-norm clip, Adam
 moments and bias correction, decoupled weight decay (matrices), -lr(t), the muP
 per-parameter scale, the parameter update and the EMA update.
 
 It computes exactly what `ouro.train.optim.make_optimizer`'s optax chain followed by
 `optax.apply_updates` and the EMA map compute, operation for operation in the same order
-(tests/train/test_update.py holds the two to float32 rounding), with two differences in
-cost, not in numbers:
-- the gradient's global norm is computed ONCE and serves both the clip and the logged
-  grad_norm (the chain computes its own, the step another for the metric);
-- each parameter's whole update is one function of (g, mu, nu, p, ema) whose outputs XLA
-  fuses together, instead of five tree-wide passes with intermediate update trees.
+(tests/train/test_update.py holds the two to float32 rounding). The gradient's global norm
+is computed once, for the clip and the logged grad_norm alike, and each parameter's whole
+update is one function of (g, mu, nu, p, ema). Measured on XLA:CPU this is the same
+compiled program as the chain: XLA had already merged the two norm computations (CSE) and
+fused the chain per parameter (cmp-tiny: one norm fusion, 86 Adam fusions for 86
+parameters, before and after), so the gain is one readable update, not speed.
 
 The optimizer state keeps the chain's exact layout (`make_optimizer(...).init(params)`:
 clip, ScaleByAdamState(count, mu, nu), masked weight decay, ScaleByScheduleState(count),
