@@ -38,9 +38,8 @@ class XUTConfig:
     # recomputes the rest in the backward pass; "matmuls" also keeps weight-matmul outputs
     remat: Literal["none", "block", "matmuls"] = "none"  # none: keep all activations (fastest; small runs)
     scan: bool = True  # stacked layers via nnx.scan (False: Python loop, same weights)
-    # stacks of <= this many layers scan unrolled when remat is "none" (no loop buffers: ~1.5x
-    # faster cmp-tiny step, ouro/nn/stack.py); 0 keeps every stack a loop (shortest compile)
-    scan_unroll: int = 4
+    # ~1.5x faster cmp-tiny train step than a rolled loop (no stacked loop buffers; ouro/nn/stack.py)
+    scan_unroll: int = 4  # stacks of <= n layers scan unrolled when remat is none; 0: always a loop
 
     def __post_init__(self):  # after @checked's per-field types and ranges
         def bad(field: str, why: str):
