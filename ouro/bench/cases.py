@@ -10,6 +10,7 @@ by `ouro.bench.train` (timings) and `ouro.bench.profile` (per-op time shares, HL
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import Any, Callable
@@ -31,17 +32,26 @@ class Case:
     flops: float  # model FLOPs per call (ouro.model.flops_per_image)
     batch: int
     carry: Callable[[Any], tuple] | None = None  # next args from the output (donated state)
+    mesh: Any = None  # the train step traces under its mesh (the model's sharding hints read it)
+
+    def context(self):
+        return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+
+    def lower(self):
+        with self.context():
+            return self.fn.lower(*self.args)
 
     def compile(self) -> dict[str, float]:
         """Trace + compile ahead of time (timed apart); later calls run the compiled step."""
         t0 = time.perf_counter()
-        lowered = self.fn.lower(*self.args)
+        lowered = self.lower()
         t1 = time.perf_counter()
         self.fn = lowered.compile()
         return {"trace_s": t1 - t0, "compile_s": time.perf_counter() - t1}
 
     def call(self) -> None:
-        out = self.fn(*self.args)
+        with self.context():
+            out = self.fn(*self.args)
         jax.block_until_ready(out)
         if self.carry is not None:
             self.args = self.carry(out)
@@ -75,8 +85,8 @@ def train_case(preset_name: str, dtype: str = "float32", batch: int | None = Non
     trainer = build_trainer(cfg, mesh)
     gb = shd.global_batch(_batch(cfg), mesh)
     fwd = flops_per_image(cfg.model, cfg.data.image_size, cfg.data.image_size, ctx_len=1)
-    return Case(f"train_{preset_name}_{dtype}", trainer.step, (trainer.make_state(), gb),
-                3.0 * fwd * cfg.batch_size, cfg.batch_size, carry=lambda s: (s, gb))
+    return Case(f"train_{preset_name}_{dtype}", trainer.jitted_step, (trainer.make_state(), gb),
+                3.0 * fwd * cfg.batch_size, cfg.batch_size, carry=lambda s: (s, gb), mesh=mesh)
 
 
 def _model_and_inputs(preset_name: str, dtype: str, batch: int | None):

@@ -136,7 +136,7 @@ def profile_case(kind: str, preset_name: str, dtype: str = "float32", steps: int
     from ouro.bench.cases import make_case
 
     case = make_case(kind, preset_name, dtype, batch)
-    text = case.fn.lower(*case.args).compile().as_text()
+    text = case.lower().compile().as_text()
     if hlo_path:
         from ouro.fileio import write_text
 

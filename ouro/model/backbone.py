@@ -18,7 +18,7 @@ from flax import nnx
 
 from ouro.nn.adaln import Modulation
 from ouro.nn.block import TransformerBlock
-from ouro.nn.stack import scan_layers, stacked
+from ouro.nn.stack import UNROLL_MAX, scan_layers, stacked
 
 
 def _block_maker(dim, head_dim, mlp_dim, cross, dtype, param_dtype):
@@ -31,9 +31,9 @@ class TBackBone(nnx.Module):
     def __init__(
         self, dim: int, head_dim: int, mlp_dim: int, depth: int, *,
         rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled: bool = False,
-        remat: str = "none",
+        remat: str = "none", unroll_max: int = UNROLL_MAX,
     ):
-        self.depth, self.unrolled, self.remat = depth, unrolled, remat
+        self.depth, self.unrolled, self.remat, self.unroll_max = depth, unrolled, remat, unroll_max
         self.blocks = (
             stacked(depth, _block_maker(dim, head_dim, mlp_dim, False, dtype, param_dtype), rngs) if depth else None
         )
@@ -42,15 +42,17 @@ class TBackBone(nnx.Module):
         if not self.depth:
             return x_bld
         return scan_layers(self.blocks, x_bld, lambda blk, x, _: blk(x, pos_bl2, mod),
-                           unrolled=self.unrolled, remat=self.remat)
+                           unrolled=self.unrolled, remat=self.remat, unroll_max=self.unroll_max)
 
 
 class DecoderGroup(nnx.Module):
     """One decoder level: a cross-attention block then dec_blocks-1 plain blocks."""
 
-    def __init__(self, dim, head_dim, mlp_dim, blocks, *, rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled=False):
+    def __init__(self, dim, head_dim, mlp_dim, blocks, *, rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled=False,
+                 unroll_max=UNROLL_MAX):
         self.first = TransformerBlock(dim, head_dim, mlp_dim, cross=True, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.rest = TBackBone(dim, head_dim, mlp_dim, blocks - 1, rngs=rngs, dtype=dtype, param_dtype=param_dtype, unrolled=unrolled)
+        self.rest = TBackBone(dim, head_dim, mlp_dim, blocks - 1, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+                              unrolled=unrolled, unroll_max=unroll_max)
 
     def __call__(self, x_bld, pos_bl2, mod: Modulation, ctx_bsd):
         # the context is the encoder's output over the same token set, so it shares x's positions
@@ -62,12 +64,12 @@ class XUTBackBone(nnx.Module):
     def __init__(
         self, dim: int, head_dim: int, mlp_dim: int, depth: int, enc_blocks: int, dec_blocks: int, *,
         skip: str = "last", rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32, unrolled: bool = False,
-        remat: str = "none",
+        remat: str = "none", unroll_max: int = UNROLL_MAX,
     ):
         if skip not in ("last", "per_level"):
             raise ValueError(f"XUTBackBone: skip must be 'last' or 'per_level', got {skip!r}")
-        self.skip, self.unrolled, self.remat = skip, unrolled, remat
-        kw = dict(dtype=dtype, param_dtype=param_dtype, unrolled=unrolled)
+        self.skip, self.unrolled, self.remat, self.unroll_max = skip, unrolled, remat, unroll_max
+        kw = dict(dtype=dtype, param_dtype=param_dtype, unrolled=unrolled, unroll_max=unroll_max)
         self.enc_blocks = stacked(depth, lambda r: TBackBone(dim, head_dim, mlp_dim, enc_blocks, rngs=r, **kw), rngs)
         self.dec_blocks = stacked(depth, lambda r: DecoderGroup(dim, head_dim, mlp_dim, dec_blocks, rngs=r, **kw), rngs)
 
@@ -75,16 +77,16 @@ class XUTBackBone(nnx.Module):
         per_level = self.skip == "per_level"
         enc = scan_layers(
             self.enc_blocks, x_bld, lambda grp, x, _: grp(x, pos_bl2, mod), collect=per_level,
-            unrolled=self.unrolled, remat=self.remat,
+            unrolled=self.unrolled, remat=self.remat, unroll_max=self.unroll_max,
         )
         if per_level:
             enc_out, levels_gbld = enc  # (depth, B, L, D): output of every encoder group
             # decoder group i reads encoder group d-1-i
             return scan_layers(
                 self.dec_blocks, enc_out, lambda grp, x, ctx: grp(x, pos_bl2, mod, ctx),
-                xs=levels_gbld[::-1], unrolled=self.unrolled, remat=self.remat,
+                xs=levels_gbld[::-1], unrolled=self.unrolled, remat=self.remat, unroll_max=self.unroll_max,
             )
         return scan_layers(
             self.dec_blocks, enc, lambda grp, x, _: grp(x, pos_bl2, mod, enc), unrolled=self.unrolled,
-            remat=self.remat,
+            remat=self.remat, unroll_max=self.unroll_max,
         )

@@ -43,7 +43,7 @@ class XUDiT(nnx.Module):
         self.config = cfg
         dtype = jnp.dtype(cfg.dtype)
         d, p = cfg.dim, cfg.patch_size
-        blk = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, unrolled=not cfg.scan)
+        blk = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, unrolled=not cfg.scan, unroll_max=cfg.scan_unroll)
         self.in_patch = PatchEmbed(p, cfg.in_channels, d, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.time_emb = TimestepEmbedding(d, rngs=rngs, param_dtype=param_dtype)
         self.aspect_emb = AspectEmbedding(d, rngs=rngs, param_dtype=param_dtype)  # HDM addon_info_embs_proj

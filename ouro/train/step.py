@@ -24,6 +24,7 @@ from ouro import sharding as shd
 from ouro.flow import bin_losses
 from ouro.flow.objective import flow_loss_at, sample_t
 from ouro.train.optim import make_optimizer
+from ouro.train.update import make_update
 
 T_BINS = 10
 NEVER = 2**31 - 1  # "first non-finite step" when there was none
@@ -102,7 +103,8 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
     # -- shapes first ------------------------------------------------------------------
     abs_model = nnx.eval_shape(new_model)
     graphdef, abs_params, _ = nnx.split(abs_model, nnx.Param, ...)
-    tx = make_optimizer(cfg, abs_params, dim)
+    tx = make_optimizer(cfg, abs_params, dim)  # the state layout (init) and the reference
+    update = make_update(cfg, abs_params, dim)  # what the step runs: the same numbers
 
     def init() -> dict:
         _, params, rest = nnx.split(new_model(), nnx.Param, ...)
@@ -174,12 +176,10 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
         # CFG dropout: the model swaps in its own null condition (ouro.denoiser), as sampling does
         drop = jax.random.bernoulli(k_drop, cfg.cfg_dropout, (x.shape[0],))
         (loss, aux), grads = loss_and_grads(state["params"], state["rest"], x, ctx, ctx_mask, drop, k_loss)
-        grad_norm = optax.tree.norm(grads)
-        updates, opt = tx.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
         step = state["step"]
         decay = jnp.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step))  # fast early EMA
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
+        # clip + AdamW + schedule + muP scales + EMA per parameter; grad_norm is the clip's own
+        params, opt, ema, grad_norm = update(grads, state["opt"], state["params"], state["ema"], decay)
         b_sum, b_cnt = bin_losses(aux["t"], aux["per_sample"], T_BINS)
         acc = state["acc"]
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)

@@ -22,10 +22,13 @@ def test_scan_equals_unrolled_loop_and_layers_differ():
     x = jax.random.normal(ks[0], (2, 5, d))
     pos = jax.random.uniform(ks[1], (2, 5, 2))
     mod = Modulation(*[(0.1 * jax.random.normal(ks[2], (2, d)),) * 3] * 3)
-    scanned = bb(x, pos, mod)
+    scanned = bb(x, pos, mod)  # 3 <= UNROLL_MAX layers: scanned unrolled
+    bb.unroll_max = 0
+    rolled = bb(x, pos, mod)  # the same scan as a loop
     bb.unrolled = True
     looped = bb(x, pos, mod)
     np.testing.assert_allclose(scanned, looped, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rolled, looped, rtol=1e-5, atol=1e-5)
     by_hand = x
     for i in range(3):
         by_hand = layer(bb.blocks, i)(by_hand, pos, mod)
@@ -41,6 +44,27 @@ def test_scan_collect_returns_every_layer_output():
     assert ys.shape == (3, 1, 3, 32)
     np.testing.assert_allclose(ys[-1], out)
     np.testing.assert_allclose(ys[0], layer(bb.blocks, 0)(x, pos, mod), rtol=1e-5, atol=1e-6)
+
+
+def test_short_stacks_lower_without_a_loop_unless_remat_or_rolled():
+    """Unrolled scan: no while loop in the lowered program (no stacked loop buffers); remat
+    or unroll_max=0 keep the loop (remat needs it to save memory)."""
+    d = 32
+    graphdef, state = nnx.split(TBackBone(d, 8, 48, 3, rngs=nnx.Rngs(0)))
+    x, pos = jnp.zeros((2, 5, d)), jnp.zeros((2, 5, 2))
+    mod = Modulation(*[(jnp.zeros((2, d)),) * 3] * 3)
+
+    def loops(**attrs):
+        def loss(state, x):
+            bb = nnx.merge(graphdef, state)
+            for k, v in attrs.items():
+                setattr(bb, k, v)
+            return jnp.sum(bb(x, pos, mod))
+        return jax.jit(jax.grad(loss)).lower(state, x).as_text().count("stablehlo.while")
+
+    assert loops() == 0
+    assert loops(unroll_max=2) > 0 and loops(unroll_max=0) > 0  # 3 layers > 2
+    assert loops(remat="block") > 0
 
 
 def test_remat_policies_same_gradients_less_memory():
