@@ -102,15 +102,17 @@ class RunDir:
 
     @functools.cached_property
     def params(self) -> int | None:
-        """Model parameter count from config.json's model fields (None if not an XUT config)."""
+        """Model parameter count of config.json's model, through its family's accounting."""
         model = (self.config or {}).get("model")
         if not isinstance(model, dict):
             return None
+        saved = read_json(self.path / "config.json")
         try:
-            from ouro.model import XUTConfig, param_count
+            from ouro.model.registry import config_from_dict, infer_family, param_count
 
-            return int(param_count(XUTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})))
-        except Exception:  # noqa: BLE001 - another family's config: its size is simply unknown here
+            fam = saved.get("model_family") or infer_family(model)
+            return int(param_count(config_from_dict(fam, model)))
+        except Exception:  # noqa: BLE001 - a family not registered in this checkout: size unknown
             return None
 
 
