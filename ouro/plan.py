@@ -98,18 +98,45 @@ def _per_chip_bytes(abstract: Any, shardings: Any) -> int:
     return total
 
 
-def model_flops_per_step(cfg: Any) -> float | None:
+def model_flops_per_step(cfg: Any, ctx_len: int = 1) -> float | None:
     """Training FLOPs of one optimizer step over the global batch (3 x forward), or None
     when the model family has no accounting. Remat recomputation is not counted (MFU's
-    convention: the model's FLOPs, not the hardware's)."""
+    convention: the model's FLOPs, not the hardware's). ctx_len: text tokens per image."""
     from ouro.train.loop import model_train_flops
 
-    per_image = model_train_flops(cfg.model, cfg)
+    per_image = model_train_flops(cfg.model, cfg, ctx_len)
     return per_image * cfg.batch_size if per_image else None
 
 
-def plan(cfg: Any, topology: str) -> dict[str, Any]:
-    """Compile cfg's train step for `topology` and measure it (see the module docstring)."""
+def batch_spec(cfg: Any, text_tokens: int | None = None) -> tuple[dict[str, tuple], dict[str, Any], int]:
+    """(shapes, dtypes, ctx_len) of the global batch the model of cfg reads: latents plus its
+    condition field (pooled "ctx", class "label", or per-token "ctx_tokens" + "ctx_mask",
+    whose length T a plan cannot guess: `text_tokens`, the dataset's max tokens)."""
+    import numpy as np
+
+    from ouro.config import ConfigError
+    from ouro.model.registry import condition_input
+
+    b, s, e = cfg.batch_size, cfg.data.image_size, cfg.data.ctx_dim
+    shapes, dtypes, ctx_len = {"x": (b, s, s, cfg.data.channels)}, {}, 1
+    key = condition_input(cfg.model)
+    if key == "label":
+        shapes["label"], dtypes["label"] = (b,), np.int32
+    elif key == "ctx_tokens":
+        if not text_tokens:
+            raise ConfigError("this model reads per-token text (ctx_tokens): give --text-tokens T, "
+                              "the max tokens of its dataset (index.json text_tokens.max_tokens)")
+        ctx_len = int(text_tokens)
+        shapes["ctx_tokens"], shapes["ctx_mask"] = (b, ctx_len, e), (b, ctx_len)
+        dtypes["ctx_mask"] = np.bool_
+    else:
+        shapes[key] = (b, 1, e)
+    return shapes, dtypes, ctx_len
+
+
+def plan(cfg: Any, topology: str, *, text_tokens: int | None = None) -> dict[str, Any]:
+    """Compile cfg's train step for `topology` and measure it (see the module docstring).
+    `text_tokens`: T for a model that reads per-token text (see batch_spec)."""
     from ouro import sharding as shd
     from ouro.train.config import validate
     from ouro.train.step import build_trainer
@@ -124,8 +151,8 @@ def plan(cfg: Any, topology: str) -> dict[str, Any]:
     chips = mesh.devices.size
     trainer = build_trainer(cfg, mesh)
     st, sh = trainer.abstract_state, trainer.state_shardings
-    b, s = cfg.batch_size, cfg.data.image_size
-    shapes = {"x": (b, s, s, cfg.data.channels), "ctx": (b, 1, cfg.data.ctx_dim)}
+    shapes, dtypes, ctx_len = batch_spec(cfg, text_tokens)
+    b = cfg.batch_size
     model = cfg.model
     row: dict[str, Any] = {
         "name": cfg.name, "topology": topology, "platform": "tpu" if kind != "cpu" else "cpu (simulated)",
@@ -139,7 +166,7 @@ def plan(cfg: Any, topology: str) -> dict[str, Any]:
     }
     t0 = time.perf_counter()
     try:
-        compiled = trainer.lower(shapes).compile()
+        compiled = trainer.lower(shapes, dtypes).compile()
     except Exception as e:  # noqa: BLE001 - XLA's RESOURCE_EXHAUSTED is the answer "does not fit"
         msg = str(e)
         if "RESOURCE_EXHAUSTED" not in msg and "exceed" not in msg.lower():
@@ -148,18 +175,18 @@ def plan(cfg: Any, topology: str) -> dict[str, Any]:
         need = re.search(r"temporaries \(([\d.]+)G\)", msg)  # XLA TPU: "... temporaries (17.83G) exceeds"
         if need:
             row["temp_bytes"] = float(need.group(1)) * GIB
-        return _flops(row, cfg, chip, chips)
+        return _flops(row, cfg, chip, chips, ctx_len)
     row["compile_s"] = time.perf_counter() - t0
     ma = compiled.memory_analysis()
     arg, out, alias, temp = (int(getattr(ma, f"{k}_size_in_bytes")) for k in ("argument", "output", "alias", "temp"))
     peak = arg + out - alias + temp
     row.update(argument_bytes=arg, output_bytes=out, alias_bytes=alias, temp_bytes=temp,
                peak_bytes=peak, headroom=1.0 - peak / row["hbm_bytes"], fits=peak <= row["hbm_bytes"])
-    return _flops(row, cfg, chip, chips)
+    return _flops(row, cfg, chip, chips, ctx_len)
 
 
-def _flops(row: dict, cfg: Any, chip: Chip, chips: int) -> dict:
-    total = model_flops_per_step(cfg)
+def _flops(row: dict, cfg: Any, chip: Chip, chips: int, ctx_len: int = 1) -> dict:
+    total = model_flops_per_step(cfg, ctx_len)
     row["model_flops_per_step_per_chip"] = total / chips if total else None
     row["peak_flops_per_chip"] = chip.peak_flops
     row["step_time_lower_bound_s"] = total / chips / chip.peak_flops if total else None
@@ -213,6 +240,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--preset", default="xut-small-256", choices=sorted(PRESETS))
     p.add_argument("--topology", default="v5e:4x8", help="v5e:4x8, v5p:2x2x4, v6e:4x8 or cpu:N")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default outputs/plan/<name>.json)")
+    p.add_argument("--text-tokens", type=int, default=None,
+                   help="T of a per-token-text model's dataset (MMDiT model.text_input=tokens)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. microbatches=2)")
     args = p.parse_args(argv)
     kind, dims = parse_topology(args.topology)
@@ -225,7 +254,7 @@ def main(argv: list[str]) -> int:
     from ouro.train import preset_config
 
     cfg = override(preset_config(args.preset), args.overrides)
-    row = plan(cfg, args.topology)
+    row = plan(cfg, args.topology, text_tokens=args.text_tokens)
     row["preset"], row["overrides"] = args.preset, list(args.overrides)
     out = args.out or project_root() / "outputs" / "plan" / f"{default_name(args.preset, args.topology, args.overrides)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -61,3 +61,25 @@ def test_topology_names():
     with pytest.raises(ConfigError, match="topology"):
         parse_topology("tpu-v5e-32")
     assert jax.device_count() == 8
+
+
+@pytest.mark.parametrize("overrides, text_tokens, fields", [
+    (["model.text_input=tokens"], 8, {"ctx_tokens": (8, 8, 640), "ctx_mask": (8, 8)}),
+    (["model.cond=class"], None, {"label": (8,)}),
+])
+def test_plan_builds_the_batch_each_family_reads(overrides, text_tokens, fields):
+    from ouro.config import override
+    from ouro.plan import batch_spec, model_flops_per_step
+
+    preset_name = "digits-smoke-mmdit" if "tokens" in overrides[0] else "digits-smoke-dit"
+    cfg = override(dataclasses.replace(preset_config(preset_name), batch_size=8, mesh=MeshConfig(data=2)), overrides)
+    shapes, _, ctx_len = batch_spec(cfg, text_tokens)
+    assert {k: v for k, v in shapes.items() if k != "x"} == fields
+    row = plan(cfg, "cpu:2", text_tokens=text_tokens)
+    assert row["fits"] and row["temp_bytes"] > 0
+    # the text tokens are part of the model's FLOPs (joint attention over image + T tokens)
+    assert row["model_flops_per_step_per_chip"] == model_flops_per_step(cfg, ctx_len) / 2
+    if text_tokens:
+        assert model_flops_per_step(cfg, ctx_len) > model_flops_per_step(cfg, 1)
+        with pytest.raises(ConfigError, match="--text-tokens"):
+            plan(cfg, "cpu:2")

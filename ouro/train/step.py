@@ -73,13 +73,15 @@ class Trainer:
         with jax.set_mesh(self.mesh):  # the model's sharding hints (ouro.sharding) read it
             return self.jitted_step(state, batch)
 
-    def lower(self, batch_shape: dict[str, tuple[int, ...]]) -> Any:
+    def lower(self, batch_shape: dict[str, tuple[int, ...]], dtypes: dict[str, Any] | None = None) -> Any:
         """The step lowered for abstract inputs (no arrays): `ouro plan` compiles it for a
-        TPU topology or simulated devices and reads memory_analysis()."""
+        TPU topology or simulated devices and reads memory_analysis(). Fields are float32
+        unless `dtypes` says otherwise (class ids, token masks)."""
         state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                              self.abstract_state, self.state_shardings)
         bsh = shd.batch_sharding(self.mesh)
-        batch = {k: jax.ShapeDtypeStruct(v, jnp.float32, sharding=bsh) for k, v in batch_shape.items()}
+        dtypes = dtypes or {}
+        batch = {k: jax.ShapeDtypeStruct(v, dtypes.get(k, jnp.float32), sharding=bsh) for k, v in batch_shape.items()}
         with jax.set_mesh(self.mesh):
             return self.jitted_step.lower(state, batch)
 
