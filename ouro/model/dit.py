@@ -31,6 +31,20 @@ from ouro.nn.stack import scan_layers, stacked
 FREQ_DIM = 256  # DiT's frequency_embedding_size
 
 
+def bad_field(cfg, field: str, why: str) -> None:
+    """Raise the one-line ConfigError for a cross-field check (`ouro train model.dim=...`
+    prints it and exits 2)."""
+    raise ConfigError(f"{field}={getattr(cfg, field)!r}: {why}", key=field)
+
+
+def check_width(cfg) -> None:
+    """What every sin-cos patch transformer (DiT, MMDiT) needs of its width."""
+    if cfg.dim % cfg.heads:
+        bad_field(cfg, "dim", f"must be a multiple of heads={cfg.heads}")
+    if cfg.dim % 4:
+        bad_field(cfg, "dim", "must be a multiple of 4 (2-D sin-cos positions)")
+
+
 @checked(in_channels=">=1", out_channels=">=1", patch_size=">=1", dim=">=1", depth=">=1", heads=">=1",
          mlp_ratio=">0", ctx_dim=">=1", num_classes=">=1")
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +64,7 @@ class DiTConfig:
     scan: bool = True  # stacked blocks via scan (False: Python loop, same weights)
 
     def __post_init__(self):  # after @checked's per-field types, Literals and ranges
-        def bad(field: str, why: str):
-            # ConfigError (a ValueError): `ouro train model.dim=...` prints one line, exit 2
-            raise ConfigError(f"{field}={getattr(self, field)!r}: {why}", key=field)
-
-        if self.dim % self.heads:
-            bad("dim", f"must be a multiple of heads={self.heads}")
-        if self.dim % 4:
-            bad("dim", "must be a multiple of 4 (2-D sin-cos positions)")
+        check_width(self)
 
     @property
     def head_dim(self) -> int:

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ouro.denoiser import no_routing
-from ouro.model.dit import FREQ_DIM, FinalLayer, TimestepEmbedder
-from ouro.config import ConfigError, checked
+from ouro.model.dit import FREQ_DIM, FinalLayer, TimestepEmbedder, bad_field, check_width
+from ouro.config import checked
 from ouro.nn.adaln_zero import AdaLNZero, layer_norm, modulate
 from ouro.nn.embed import PatchEmbed, unpatchify
 from ouro.nn.joint_attention import JointAttention
@@ -58,16 +58,9 @@ class MMDiTConfig:
     scan: bool = True  # stacked blocks via scan (False: Python loop, same weights)
 
     def __post_init__(self):  # after @checked's per-field types, Literals and ranges
-        def bad(field: str, why: str):
-            # ConfigError (a ValueError): `ouro train model.dim=...` prints one line, exit 2
-            raise ConfigError(f"{field}={getattr(self, field)!r}: {why}", key=field)
-
-        if self.dim % self.heads:
-            bad("dim", f"must be a multiple of heads={self.heads}")
-        if self.dim % 4:
-            bad("dim", "must be a multiple of 4 (2-D sin-cos positions)")
+        check_width(self)
         if not self.cond_vars or self.cond_vars[0] != "t" or len(set(self.cond_vars)) != len(self.cond_vars):
-            bad("cond_vars", "must start with 't' and name each variable once")
+            bad_field(self, "cond_vars", "must start with 't' and name each variable once")
 
     @property
     def head_dim(self) -> int:
