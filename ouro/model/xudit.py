@@ -123,15 +123,17 @@ class XUDiT(nnx.Module):
             positions = jnp.asarray(axial_positions(h, w))
         if positions.shape[-2:] != (num_img, 2) or positions.ndim not in (2, 3):
             raise ValueError(f"XUDiT: positions must be (L, 2) or (B, L, 2) with L = {num_img}, got {positions.shape}")
-        img_pos = jnp.broadcast_to(positions.astype(jnp.float32), (b, num_img, 2))
-        pos_bn2 = jnp.concatenate([img_pos, jnp.zeros((b, num_ctx, 2), jnp.float32)], axis=1)  # (B, L+T, 2)
+        # positions shared by the batch stay (1, L, 2): RoPE's angles are computed once, not per sample
+        img_pos = positions.astype(jnp.float32).reshape((-1, num_img, 2))
+        pos_pn2 = jnp.concatenate([img_pos, jnp.zeros((img_pos.shape[0], num_ctx, 2), jnp.float32)], axis=1)
 
-        x_bnd = self.prev_tread_trns(x_bnd, pos_bn2, mod)
+        x_bnd = self.prev_tread_trns(x_bnd, pos_pn2, mod)
         if tread_rate:
             r = tread.route(rng, b, num_img, tread_rate)
+            pos_bn2 = jnp.broadcast_to(pos_pn2, (b,) + pos_pn2.shape[1:])  # routes differ per sample
             core = self.backbone(tread.drop(x_bnd, r), tread.drop(pos_bn2, r), mod)  # (B, K+T, D)
             x_bnd = tread.merge(x_bnd, core, r)
         else:
-            x_bnd = self.backbone(x_bnd, pos_bn2, mod)
-        x_bnd = self.post_tread_trns(x_bnd, pos_bn2, mod)
+            x_bnd = self.backbone(x_bnd, pos_pn2, mod)
+        x_bnd = self.post_tread_trns(x_bnd, pos_pn2, mod)
         return self.out_patch(x_bnd[:, :num_img], h, w)  # (B, H, W, C_out)

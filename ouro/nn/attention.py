@@ -31,8 +31,8 @@ class SelfAttention(nnx.Module):
     def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array) -> jax.Array:
         b, l, d = x_bld.shape
         qkv = self.qkv(x_bld.astype(self.dtype)).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q, k = self.rope(q, pos_bl2), self.rope(k, pos_bl2)
+        qk = self.rope(qkv[:, :, :2], pos_bl2)  # q and k: one rotation
+        q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
         o_blnh = jax.nn.dot_product_attention(q, k, v)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)
 
@@ -57,6 +57,10 @@ class CrossAttention(nnx.Module):
         q = self.q(x_bld.astype(self.dtype)).reshape(b, l, self.heads, self.head_dim)  # (B, L, N, H)
         kv = self.kv(ctx_bsc.astype(self.dtype)).reshape(b, s, 2, self.heads, self.head_dim)  # (B, S, 2, N, H)
         k, v = kv[:, :, 0], kv[:, :, 1]
-        q, k = self.rope(q, pos_bl2), self.rope(k, ctx_pos_bs2)
+        if ctx_pos_bs2 is pos_bl2:  # XUT's decoder: the context is the encoder output, same tokens
+            qk = self.rope(jnp.stack([q, k], axis=2), pos_bl2)
+            q, k = qk[:, :, 0], qk[:, :, 1]
+        else:
+            q, k = self.rope(q, pos_bl2), self.rope(k, ctx_pos_bs2)
         o_blnh = jax.nn.dot_product_attention(q, k, v)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)

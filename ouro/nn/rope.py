@@ -60,26 +60,74 @@ def init_log_freqs(heads: int, head_dim: int) -> np.ndarray:
     return np.broadcast_to(log_f[None, :, None], (heads, head_dim // 4, 2)).astype(np.float32)
 
 
-def rotate(x_blnh: jax.Array, pos_bl2: jax.Array, log_freqs_nj2: jax.Array) -> jax.Array:
-    """Rotate adjacent pairs of x (B, L, N, H) by angles pos * exp(log_freqs); float32 math.
+def cos_sin(pos_bl2: jax.Array, log_freqs_nj2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """cos and sin of the rotation angles, each (B, L, N, H/2) float32; B is pos's own batch
+    (1 when every sample shares the positions, so the transcendentals are not repeated per sample).
 
-    Pair p = (2p, 2p+1) turns by pos[p % 2] * freq[n, p // 2, p % 2]:
-    out = x * cos + swap(x) * sin with swap(x)[2p] = -x[2p+1], swap(x)[2p+1] = x[2p]
-    (this form also compiles ~30% faster than slicing pairs apart and restacking).
+    Pair p = (2p, 2p+1) of head n turns by pos[p % 2] * freq[n, p // 2, p % 2].
     """
-    b, l, n, h = x_blnh.shape
+    b, l, _ = pos_bl2.shape
+    n, j, _ = log_freqs_nj2.shape
     freqs_nj2 = jnp.exp(log_freqs_nj2.astype(jnp.float32))
-    pos_bl2 = jnp.broadcast_to(pos_bl2.astype(jnp.float32), (b, l, 2))
-    angles_blnp = (pos_bl2[:, :, None, None, :] * freqs_nj2).reshape(b, l, n, h // 2)  # (B, L, N, H/2)
-    cos = jnp.repeat(jnp.cos(angles_blnp), 2, axis=-1)  # (B, L, N, H), each pair's angle twice
-    sin = jnp.repeat(jnp.sin(angles_blnp), 2, axis=-1)
-    x = x_blnh.astype(jnp.float32)
-    swapped = jnp.stack([-x[..., 1::2], x[..., 0::2]], axis=-1).reshape(b, l, n, h)
-    return (x * cos + swapped * sin).astype(x_blnh.dtype)
+    angles_blnp = (pos_bl2.astype(jnp.float32)[:, :, None, None, :] * freqs_nj2).reshape(b, l, n, 2 * j)
+    return jnp.cos(angles_blnp), jnp.sin(angles_blnp)
+
+
+def _turn(x: jax.Array, cos_blnp: jax.Array, sin_blnp: jax.Array) -> jax.Array:
+    """(x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin) per adjacent pair of x (B, L, ..., N, H),
+    in float32; axes between L and N share the rotation. A complex multiply: no swapped copy of x."""
+    h = x.shape[-1]
+    extra = (1,) * (x.ndim - 4)
+    cos = cos_blnp.reshape(cos_blnp.shape[:2] + extra + cos_blnp.shape[2:])
+    sin = sin_blnp.reshape(sin_blnp.shape[:2] + extra + sin_blnp.shape[2:])
+    pairs = x.astype(jnp.float32).reshape(x.shape[:-1] + (h // 2, 2))
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    return jnp.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], axis=-1).reshape(x.shape)
+
+
+@jax.custom_vjp
+def rotate(x: jax.Array, pos_bl2: jax.Array, log_freqs_nj2: jax.Array) -> jax.Array:
+    """Rotate x (B, L, ..., N, H) by angles pos * exp(log_freqs); pos (B or 1, L, 2).
+
+    Axes between L and N (q and k stacked) share one rotation. The backward pass is written
+    out (below) rather than derived, because the derived one is slow where it does not need to
+    be: it recomputes cos/sin per element of x and reduces the frequencies' gradient in
+    XLA:CPU's slowest form (measured on the cmp-tiny attention: 9.9 -> 5.7 ms fwd+bwd).
+    """
+    return _turn(x, *cos_sin(pos_bl2, log_freqs_nj2)).astype(x.dtype)
+
+
+def _rotate_fwd(x, pos_bl2, log_freqs_nj2):
+    cos, sin = cos_sin(pos_bl2, log_freqs_nj2)
+    out = _turn(x, cos, sin).astype(x.dtype)
+    return out, (out, cos, sin, pos_bl2, log_freqs_nj2)
+
+
+def _rotate_bwd(res, d_out):
+    out, cos, sin, pos_bl2, log_freqs_nj2 = res
+    d_x = _turn(d_out, cos, -sin).astype(d_out.dtype)  # the inverse rotation
+    # d out / d angle per pair is (-out1, out0): the angle's gradient needs out, not x
+    h = out.shape[-1]
+    o = out.astype(jnp.float32).reshape(out.shape[:-1] + (h // 2, 2))
+    d = d_out.astype(jnp.float32).reshape(o.shape)
+    d_angle = d[..., 1] * o[..., 0] - d[..., 0] * o[..., 1]  # (B, L, ..., N, H/2)
+    d_angle = d_angle.sum(axis=tuple(range(2, d_angle.ndim - 2)))  # the shared axes
+    if pos_bl2.shape[0] == 1 and d_angle.shape[0] != 1:
+        d_angle = d_angle.sum(axis=0, keepdims=True)  # positions shared by the batch
+    n, j, _ = log_freqs_nj2.shape
+    d_angle = d_angle.reshape(d_angle.shape[:3] + (j, 2))
+    pos = pos_bl2.astype(jnp.float32)
+    d_log_freqs = jnp.exp(log_freqs_nj2.astype(jnp.float32)) * jnp.einsum("blnja,bla->nja", d_angle, pos)
+    # positions are data, never trained: their cotangent is zero
+    return d_x, jnp.zeros_like(pos_bl2), d_log_freqs.astype(log_freqs_nj2.dtype)
+
+
+rotate.defvjp(_rotate_fwd, _rotate_bwd)
 
 
 class AxialRoPE(nnx.Module):
-    """Learnable log-frequencies (heads, head_dim/4, 2); `__call__(x, pos)` rotates x."""
+    """Learnable log-frequencies (heads, head_dim/4, 2); `__call__(x, pos)` rotates x
+    (B, L, ..., N, H): stack tensors at the same positions to rotate them at once."""
 
     def __init__(self, heads: int, head_dim: int, *, param_dtype=jnp.float32):
         self.freqs = nnx.Param(

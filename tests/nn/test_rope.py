@@ -88,3 +88,43 @@ def test_cropped_positions_are_the_crop_of_the_full_grid():
     np.testing.assert_array_equal(cropped_positions(6, 8, 1, 2, 4, 5).reshape(4, 5, 2), full[1:5, 2:7])
     with pytest.raises(ValueError, match="does not fit"):
         cropped_positions(6, 8, 3, 0, 4, 4)
+
+
+def _plain_rotate(x, pos, logf):
+    """Independent formulation, differentiated by JAX: angles per (B, L, N, pair), rotate-by-swap."""
+    b, l = x.shape[:2]
+    n, h = x.shape[-2:]
+    theta = jnp.broadcast_to(pos, (b, l, 2))[:, :, None, None, :] * jnp.exp(logf)  # (B, L, N, J, 2)
+    theta = theta.reshape(b, l, n, h // 2)
+    theta = theta.reshape((b, l) + (1,) * (x.ndim - 4) + (n, h // 2))
+    cos, sin = jnp.repeat(jnp.cos(theta), 2, -1), jnp.repeat(jnp.sin(theta), 2, -1)
+    swapped = jnp.stack([-x[..., 1::2], x[..., 0::2]], -1).reshape(x.shape)
+    return x * cos + swapped * sin
+
+
+@pytest.mark.parametrize("shape, pos_batch", [((3, 6, 4, 16), 3), ((3, 6, 4, 16), 1), ((3, 6, 2, 4, 16), 1)])
+def test_handwritten_backward_matches_autodiff_of_an_independent_formulation(shape, pos_batch):
+    """rotate's custom VJP: gradients for x and the learnable log-frequencies, with positions per
+    sample or shared by the batch (1, L, 2), and with q and k stacked on an axis between L and N."""
+    n, h = shape[-2:]
+    x = jnp.asarray(_rand(shape, 7))
+    pos = jnp.asarray(_rand((pos_batch, shape[1], 2), 8))
+    logf = jnp.asarray(_rand((n, h // 4, 2), 9) * 0.3)
+    w = jnp.asarray(_rand(shape, 10))
+    got = jax.grad(lambda x, f: jnp.sum(rotate(x, pos, f) * w), argnums=(0, 1))(x, logf)
+    want = jax.grad(lambda x, f: jnp.sum(_plain_rotate(x, pos, f) * w), argnums=(0, 1))(x, logf)
+    np.testing.assert_allclose(rotate(x, pos, logf), _plain_rotate(x, pos, logf), atol=1e-5)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-4)
+    assert float(jnp.abs(got[1]).max()) > 1e-2  # the frequencies do get a gradient
+
+
+def test_handwritten_backward_keeps_bfloat16_inputs_bfloat16():
+    x = jnp.asarray(_rand((2, 5, 2, 8), 11), jnp.bfloat16)
+    pos, logf = jnp.asarray(_rand((1, 5, 2), 12)), jnp.asarray(init_log_freqs(2, 8))
+    y, vjp = jax.vjp(lambda x, f: rotate(x, pos, f), x, logf)
+    dx, dlogf = vjp(jnp.ones_like(y))
+    assert (y.dtype, dx.dtype, dlogf.dtype) == (jnp.bfloat16, jnp.bfloat16, jnp.float32)
+    want = jax.grad(lambda x, f: jnp.sum(_plain_rotate(x.astype(jnp.float32), pos, f)), argnums=(0, 1))(x, logf)
+    np.testing.assert_allclose(np.asarray(dx, np.float32), want[0], atol=2e-2)
+    np.testing.assert_allclose(dlogf, want[1], rtol=5e-2, atol=5e-2)
