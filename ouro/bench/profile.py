@@ -85,6 +85,49 @@ def category(name: str, instrs: dict, comps: dict) -> str:
     return "other/unknown"
 
 
+_TABLE_ROW = re.compile(r"^(\d+) (.*)$")
+_FIELD = re.compile(r"(\w+)=(\d+)")
+_FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
+
+
+def source_lines(text: str) -> dict[str, str]:
+    """Instruction name -> 'file.py:line' of the innermost project (ouro/) frame that made it,
+    from the stack-frame tables XLA appends to the module text ('' when none is known)."""
+    tables: dict[str, dict[int, str]] = {"FileNames": {}, "FunctionNames": {}, "FileLocations": {}, "StackFrames": {}}
+    current = None
+    for line in text.splitlines():
+        if line.strip() in tables:
+            current = line.strip()
+            continue
+        m = _TABLE_ROW.match(line) if current else None
+        if m:
+            tables[current][int(m.group(1))] = m.group(2)
+        elif current and line.strip():
+            current = None
+    files = {k: v.strip('"') for k, v in tables["FileNames"].items()}
+    locs = {k: dict((a, int(b)) for a, b in _FIELD.findall(v)) for k, v in tables["FileLocations"].items()}
+    frames = {k: dict((a, int(b)) for a, b in _FIELD.findall(v)) for k, v in tables["StackFrames"].items()}
+
+    def where(frame_id: int) -> str:
+        seen = set()
+        while frame_id in frames and frame_id not in seen:  # innermost first, walking to callers
+            seen.add(frame_id)
+            loc = locs.get(frames[frame_id].get("file_location_id", -1), {})
+            path = files.get(loc.get("file_name_id", -1), "")
+            if "/ouro/" in path and "site-packages" not in path:
+                return f"{path[path.rindex('/ouro/') + 1:]}:{loc.get('line', '?')}"
+            frame_id = frames[frame_id].get("parent_frame_id", -1)
+        return ""
+
+    out = {}
+    for line in text.splitlines():
+        m = _INSTR.match(line)
+        f = _FRAME_ID.search(line) if m else None
+        if f:
+            out[m.group(1)] = where(int(f.group(1)))
+    return out
+
+
 def hlo_counts(text: str) -> dict[str, int]:
     """How many of each COUNTED opcode the optimised module holds (fused bodies included)."""
     instrs, _ = parse_hlo(text)
@@ -160,6 +203,11 @@ def profile_case(kind: str, preset_name: str, dtype: str = "float32", steps: int
                         if k not in ("parameter", "bitcast", "constant"))
         return f"{info['opcode']} {info['shape'][:48]} [{body}]"
 
+    lines = source_lines(text)
+    by_line: dict[str, float] = collections.defaultdict(float)  # non-matmul time per source line
+    for name, sec in totals.items():
+        if "matmul" not in category(name, instrs, comps):
+            by_line[lines.get(name) or "(no ouro frame)"] += sec
     worst: dict[str, list] = collections.defaultdict(list)  # per category, its biggest ops
     for name, sec in sorted(totals.items(), key=lambda kv: -kv[1]):
         cat = category(name, instrs, comps)
@@ -170,6 +218,8 @@ def profile_case(kind: str, preset_name: str, dtype: str = "float32", steps: int
         "categories": {k: round(v / total, 4) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
         "top_ops": [{"op": n, "share": round(s / total, 4), "what": describe(n)} for n, s in ops],
         "all_ops": {n: round(s / total, 5) for n, s in totals.items()},
+        "non_matmul_by_source_line": {k: round(v / total, 4) for k, v in
+                                      sorted(by_line.items(), key=lambda kv: -kv[1])[:top]},
         "hlo_counts": hlo_counts(text),
     }
 
@@ -187,6 +237,9 @@ def print_report(r: dict[str, Any]) -> None:
     print("top ops:")
     for o in r["top_ops"]:
         print(f"  {o['share'] * 100:6.2f}%  {o['op']:<28} {o['what']}")
+    print("non-matmul time by the ouro source line that made it:")
+    for k, v in r["non_matmul_by_source_line"].items():
+        print(f"  {v * 100:6.2f}%  {k}")
     print("HLO counts:", " ".join(f"{k}={v}" for k, v in r["hlo_counts"].items() if v))
 
 
