@@ -20,6 +20,13 @@ def _heads(dim: int, head_dim: int) -> int:
     return dim // head_dim
 
 
+def _attend(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array) -> jax.Array:
+    """softmax(q k^T / sqrt(H)) v. The scale is applied to q (B L N H), where it fuses into the
+    rotation's output, instead of to the (B N L S) scores, which it would cost a full pass over."""
+    scale = jnp.asarray(q_blnh.shape[-1] ** -0.5, q_blnh.dtype)
+    return jax.nn.dot_product_attention(q_blnh * scale, k_bsnh, v_bsnh, scale=1.0)
+
+
 class SelfAttention(nnx.Module):
     def __init__(self, dim: int, head_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
         self.heads, self.head_dim, self.dtype = _heads(dim, head_dim), head_dim, dtype
@@ -33,7 +40,7 @@ class SelfAttention(nnx.Module):
         qkv = self.qkv(x_bld.astype(self.dtype)).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
         qk = self.rope(qkv[:, :, :2], pos_bl2)  # q and k: one rotation
         q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
-        o_blnh = jax.nn.dot_product_attention(q, k, v)
+        o_blnh = _attend(q, k, v)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)
 
 
@@ -62,5 +69,5 @@ class CrossAttention(nnx.Module):
             q, k = qk[:, :, 0], qk[:, :, 1]
         else:
             q, k = self.rope(q, pos_bl2), self.rope(k, ctx_pos_bs2)
-        o_blnh = jax.nn.dot_product_attention(q, k, v)
+        o_blnh = _attend(q, k, v)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)
