@@ -15,6 +15,7 @@ BENCHES = {
     "train": "ouro.bench.train",
     "families": "ouro.bench.families",
     "data": "ouro.bench.data",
+    "kernels": "ouro.bench.kernels",
 }
 
 

@@ -20,7 +20,7 @@ def _heads(dim: int, head_dim: int) -> int:
     return dim // head_dim
 
 
-def _attend(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array) -> jax.Array:
+def attend(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array) -> jax.Array:
     """softmax(q k^T / sqrt(H)) v. The scale is applied to q (B L N H), where it fuses into the
     rotation's output, instead of to the (B N L S) scores, which it would cost a full pass over."""
     scale = jnp.asarray(q_blnh.shape[-1] ** -0.5, q_blnh.dtype)
@@ -40,7 +40,7 @@ class SelfAttention(nnx.Module):
         qkv = self.qkv(x_bld.astype(self.dtype)).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
         qk = self.rope(qkv[:, :, :2], pos_bl2)  # q and k: one rotation
         q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
-        o_blnh = _attend(q, k, v)
+        o_blnh = attend(q, k, v)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)
 
 
@@ -69,5 +69,5 @@ class CrossAttention(nnx.Module):
             q, k = qk[:, :, 0], qk[:, :, 1]
         else:
             q, k = self.rope(q, pos_bl2), self.rope(k, ctx_pos_bs2)
-        o_blnh = _attend(q, k, v)
+        o_blnh = attend(q, k, v)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)

@@ -74,3 +74,17 @@ StackFrames
     lines = source_lines(text)
     assert lines["lib"] == "ouro/nn/mlp.py:22"
     assert lines["b"] == ""  # only library frames above it
+
+
+def test_kernels_bench_times_xla_and_torch_on_the_same_kernels():
+    from ouro.bench import kernels
+
+    s = {"batch": 2, "tokens": 9, "heads": 2, "head_dim": 8, "dim": 16}
+    r = kernels.run(s, repeats=2)
+    assert r["shapes"] == s and r["torch"]  # torch is part of the test environment
+    for name in ("matmul", "projection", "scores", "attention_forward", "attention_forward_backward"):
+        row = r[name]
+        assert row["xla_gflops"] == pytest.approx(row["flops"] / row["xla_s"] / 1e9)
+        assert row["torch_speedup"] == pytest.approx(row["xla_s"] / row["torch_s"])
+    assert r["projection"]["flops"] == 2 * (2 * 9) * 16 * 96
+    assert r["attention_forward_backward"]["flops"] == 3 * r["attention_forward"]["flops"] == 12 * 2 * 2 * 81 * 8
