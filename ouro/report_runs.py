@@ -140,7 +140,10 @@ def discover(outputs: Path) -> list[RunDir]:
         dirs = sorted({p.parent for m in MARKERS for p in [*base.glob(f"*/{m}"), *base.glob(f"*/*/{m}")]})
         for d in dirs:
             name = d.relative_to(base).as_posix()
-            runs.append(RunDir(name, d, read_json(d / "run.json") or {}, f"outputs/runs/{name}"))
+            # a nested directory (a host's part of a pod run, a model a notebook trained on the
+            # way) without its own record was made by its parent's run: it takes that record
+            record = read_json(d / "run.json") or ("/" in name and read_json(d.parent / "run.json")) or {}
+            runs.append(RunDir(name, d, record, f"outputs/runs/{name}"))
     # `ouro run -p out_dir X` leaves run.json in outputs/runs/<name> and the artefacts in X:
     # give X the record, so its sections still name the notebook and commit.
     by_out = {}

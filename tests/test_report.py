@@ -267,3 +267,24 @@ def test_render_nested_stats_with_paths_and_neighbour_lists():
     assert "**names**\n\n| key | value |\n|---|---|\n| pooling | mean |" in out
     assert "**names › stats**\n\n|  | within | cross |" in out and "| overall | 0.5 | 0.25 |" in out
     assert "| pizza | hotdog (0.77), bagel (0.7) |" in out
+
+
+def test_nested_run_directories_take_their_parent_runs_record(tmp_path):
+    """A model a notebook trained on the way (outputs/runs/<run>/vae) is credited to that
+    notebook and commit; a nested directory with its own run.json keeps its own."""
+    from ouro.report_runs import discover
+
+    runs = tmp_path / "runs"
+    (runs / "pipe" / "vae").mkdir(parents=True)
+    (runs / "pipe" / "run.json").write_text(json.dumps(
+        {"notebook": "notebooks/latent_pipeline.ipynb", "git": {"commit": "abcdef1234567", "dirty": False}}))
+    (runs / "pipe" / "vae" / "config.json").write_text(json.dumps({"latent_channels": 4}))
+    (runs / "pipe" / "own").mkdir()
+    (runs / "pipe" / "own" / "run.json").write_text(json.dumps({"notebook": "notebooks/other.ipynb"}))
+    (runs / "lone" / "vae").mkdir(parents=True)
+    (runs / "lone" / "vae" / "config.json").write_text("{}")
+    found = {r.name: r for r in discover(tmp_path)}
+    assert found["pipe/vae"].started_by == "notebook `latent_pipeline.ipynb`"
+    assert found["pipe/vae"].commit == "commit `abcdef1234`"
+    assert found["pipe/own"].started_by == "notebook `other.ipynb`"
+    assert found["lone/vae"].started_by == "?"  # no record anywhere: still says so
