@@ -34,10 +34,11 @@ class RunDir:
     path: Path
     record: dict[str, Any] = dataclasses.field(default_factory=dict)  # run.json, if any
     shown: str = ""  # path relative to the project: reports never print /home/...
+    parent: dict[str, Any] = dataclasses.field(default_factory=dict)  # the enclosing run's run.json
 
     @property
     def commit(self) -> str:
-        git = self.record.get("git") or (self.metrics or {}).get("git") or {}
+        git = self.record.get("git") or (self.metrics or {}).get("git") or self.parent.get("git") or {}
         sha = git.get("commit") if isinstance(git, dict) else None
         if not sha:
             return "commit not recorded"
@@ -49,7 +50,10 @@ class RunDir:
             return f"notebook `{Path(self.record['notebook']).name}`"
         if self.name == "demo":
             return "`ouro demo`"
-        return "`ouro train`" if self.config else "?"
+        inside = f"notebook `{Path(self.parent['notebook']).name}`" if self.parent.get("notebook") else ""
+        if self.config:
+            return "`ouro train`" + (f" in {inside}" if inside else "")
+        return inside or "?"
 
     @property
     def provenance(self) -> str:
@@ -141,9 +145,9 @@ def discover(outputs: Path) -> list[RunDir]:
         for d in dirs:
             name = d.relative_to(base).as_posix()
             # a nested directory (a host's part of a pod run, a model a notebook trained on the
-            # way) without its own record was made by its parent's run: it takes that record
-            record = read_json(d / "run.json") or ("/" in name and read_json(d.parent / "run.json")) or {}
-            runs.append(RunDir(name, d, record, f"outputs/runs/{name}"))
+            # way) was made inside its parent's run: the parent's record names who started it
+            parent = (read_json(d.parent / "run.json") or {}) if "/" in name else {}
+            runs.append(RunDir(name, d, read_json(d / "run.json") or {}, f"outputs/runs/{name}", parent))
     # `ouro run -p out_dir X` leaves run.json in outputs/runs/<name> and the artefacts in X:
     # give X the record, so its sections still name the notebook and commit.
     by_out = {}

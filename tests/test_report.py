@@ -270,8 +270,8 @@ def test_render_nested_stats_with_paths_and_neighbour_lists():
 
 
 def test_nested_run_directories_take_their_parent_runs_record(tmp_path):
-    """A model a notebook trained on the way (outputs/runs/<run>/vae) is credited to that
-    notebook and commit; a nested directory with its own run.json keeps its own."""
+    """Models a notebook trained on the way (outputs/runs/<run>/vae, .../xut) are credited to
+    that notebook and its commit; a nested directory with its own run.json keeps its own."""
     from ouro.report_runs import discover
 
     runs = tmp_path / "runs"
@@ -281,10 +281,14 @@ def test_nested_run_directories_take_their_parent_runs_record(tmp_path):
     (runs / "pipe" / "vae" / "config.json").write_text(json.dumps({"latent_channels": 4}))
     (runs / "pipe" / "own").mkdir()
     (runs / "pipe" / "own" / "run.json").write_text(json.dumps({"notebook": "notebooks/other.ipynb"}))
+    (runs / "pipe" / "xut").mkdir()
+    (runs / "pipe" / "xut" / "config.json").write_text(json.dumps({"train": {"steps": 3}}))
     (runs / "lone" / "vae").mkdir(parents=True)
     (runs / "lone" / "vae" / "config.json").write_text("{}")
     found = {r.name: r for r in discover(tmp_path)}
     assert found["pipe/vae"].started_by == "notebook `latent_pipeline.ipynb`"
     assert found["pipe/vae"].commit == "commit `abcdef1234`"
+    assert found["pipe/xut"].started_by == "`ouro train` in notebook `latent_pipeline.ipynb`"
+    assert found["pipe/xut"].record == {}  # its own status and config stay its own
     assert found["pipe/own"].started_by == "notebook `other.ipynb`"
     assert found["lone/vae"].started_by == "?"  # no record anywhere: still says so
