@@ -55,8 +55,8 @@ class DecoderGroup(nnx.Module):
                               unrolled=unrolled, unroll_max=unroll_max)
 
     def __call__(self, x_bld, pos_bl2, mod: Modulation, ctx_bsd):
-        # the context is the encoder's output over the same token set, so it shares x's positions
-        x = self.first(x_bld, pos_bl2, mod, ctx_bsd, pos_bl2)
+        # the context is the encoder's output over the same token set: it shares x's positions
+        x = self.first(x_bld, pos_bl2, mod, ctx_bsd)
         return self.rest(x, pos_bl2, mod)
 
 

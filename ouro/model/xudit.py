@@ -121,8 +121,10 @@ class XUDiT(nnx.Module):
         x_bnd = jnp.concatenate([img_bld, ctx_btd], axis=1)  # (B, L+T, D)
         if positions is None:
             positions = jnp.asarray(axial_positions(h, w))
-        if positions.shape[-2:] != (num_img, 2) or positions.ndim not in (2, 3):
-            raise ValueError(f"XUDiT: positions must be (L, 2) or (B, L, 2) with L = {num_img}, got {positions.shape}")
+        if positions.shape[-2:] != (num_img, 2) or positions.ndim not in (2, 3) or (
+                positions.ndim == 3 and positions.shape[0] not in (1, b)):
+            raise ValueError(f"XUDiT: positions must be (L, 2) or (B, L, 2) with B = {b}, L = {num_img}, "
+                             f"got {positions.shape}")
         # positions shared by the batch stay (1, L, 2): RoPE's angles are computed once, not per sample
         img_pos = positions.astype(jnp.float32).reshape((-1, num_img, 2))
         pos_pn2 = jnp.concatenate([img_pos, jnp.zeros((img_pos.shape[0], num_ctx, 2), jnp.float32)], axis=1)

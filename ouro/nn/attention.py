@@ -58,13 +58,20 @@ class CrossAttention(nnx.Module):
         self.out = dense(dim, dim, ("heads", "embed"), **kw)
         self.rope = AxialRoPE(self.heads, head_dim, param_dtype=param_dtype)
 
-    def __call__(self, x_bld: jax.Array, ctx_bsc: jax.Array, pos_bl2: jax.Array, ctx_pos_bs2: jax.Array) -> jax.Array:
+    def __call__(
+        self, x_bld: jax.Array, ctx_bsc: jax.Array, pos_bl2: jax.Array, ctx_pos_bs2: jax.Array | None = None
+    ) -> jax.Array:
+        """ctx_pos_bs2=None: the context is x's own token set at x's positions (XUT's decoder
+        reads the encoder output), so q and k turn by the same angles in one rotation."""
         b, l, d = x_bld.shape
         s = ctx_bsc.shape[1]
         q = self.q(x_bld.astype(self.dtype)).reshape(b, l, self.heads, self.head_dim)  # (B, L, N, H)
         kv = self.kv(ctx_bsc.astype(self.dtype)).reshape(b, s, 2, self.heads, self.head_dim)  # (B, S, 2, N, H)
         k, v = kv[:, :, 0], kv[:, :, 1]
-        if ctx_pos_bs2 is pos_bl2:  # XUT's decoder: the context is the encoder output, same tokens
+        if ctx_pos_bs2 is None:
+            if s != l:
+                raise ValueError(f"CrossAttention: ctx_pos_bs2=None means the context shares x's {l} tokens, "
+                                 f"got {s} context tokens")
             qk = self.rope(jnp.stack([q, k], axis=2), pos_bl2)
             q, k = qk[:, :, 0], qk[:, :, 1]
         else:

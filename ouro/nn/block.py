@@ -48,6 +48,6 @@ class TransformerBlock(nnx.Module):
         if self.cross:
             if ctx_bsd is None:
                 raise ValueError("TransformerBlock(cross=True) needs ctx_bsd")
-            ctx_pos = pos_bl2 if ctx_pos_bs2 is None else ctx_pos_bs2
-            x = modulated_residual(x, self.xattn_pre_norm, mod.xattn, lambda h: self.xattn(h, ctx_bsd, pos_bl2, ctx_pos))
+            x = modulated_residual(x, self.xattn_pre_norm, mod.xattn,
+                                   lambda h: self.xattn(h, ctx_bsd, pos_bl2, ctx_pos_bs2))
         return modulated_residual(x, self.mlp_pre_norm, mod.mlp, self.mlp)

@@ -84,6 +84,10 @@ def test_explicit_positions_default_and_crop(live):
     assert not np.allclose(run(live, x, crop), forward(live, x, t, ctx))
     with pytest.raises(ValueError, match="positions must be"):
         live(x, t, ctx, positions=jnp.zeros((15, 2)))
+    with pytest.raises(ValueError, match="with B = 2"):  # per-sample positions for 3 samples, batch of 2
+        live(x, t, ctx, positions=jnp.zeros((3, 16, 2)))
+    per_sample = jnp.broadcast_to(crop, (2, 16, 2))  # (B, L, 2) == the shared (L, 2)
+    np.testing.assert_allclose(run(live, x, per_sample), run(live, x, crop), rtol=1e-6, atol=1e-6)
 
 
 def test_zero_init_parts(tiny):

@@ -4,6 +4,7 @@ shared AdaLN wrapper semantics."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from ouro.nn.adaln import Modulation, SharedAdaLN
@@ -106,3 +107,18 @@ def test_zero_modulation_branch_is_fully_on_not_adaln_zero():
     expected_attn = h + blk.attn(h, jnp.zeros((1, 4, 2)))
     h2 = expected_attn / jnp.sqrt(jnp.mean(expected_attn**2, -1, keepdims=True) + 1e-6)
     np.testing.assert_allclose(out, h2 + blk.mlp(h2), rtol=1e-4, atol=1e-5)
+
+
+def test_cross_attention_without_context_positions_needs_the_same_token_set():
+    """ctx_pos_bs2=None (XUT's decoder) means the context is x's own tokens at x's positions:
+    that equals passing the positions explicitly, and another length is a clear error."""
+    from ouro.nn.attention import CrossAttention
+
+    att = CrossAttention(32, 32, 16, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 5, 32))
+    ctx = jax.random.normal(jax.random.key(2), (2, 5, 32))
+    pos = jax.random.normal(jax.random.key(3), (1, 5, 2))
+    np.testing.assert_allclose(att(x, ctx, pos), att(x, ctx, pos, jnp.broadcast_to(pos, (2, 5, 2))),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="shares x's 5 tokens, got 3"):
+        att(x, ctx[:, :3], pos)
