@@ -29,7 +29,7 @@ out_dir = ""  # run directory (empty: outputs/runs/architecture_comparison)
 # %%
 from IPython.display import Image, Markdown, display
 
-from ouro.run import resolve_out_dir
+from ouro.paths import resolve_out_dir
 from ouro.train.compare import compare, markdown, plan
 
 out = resolve_out_dir(out_dir, "architecture_comparison")

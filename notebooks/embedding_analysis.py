@@ -30,7 +30,7 @@ import json
 from IPython.display import Image, Markdown, display
 
 from ouro.analysis import embeddings
-from ouro.run import resolve_out_dir
+from ouro.paths import resolve_out_dir
 
 out = resolve_out_dir(out_dir, "embedding_analysis")
 result = embeddings.run_analysis(out, smoke=smoke, pooling=pooling, names_style=names_style, methods=methods)

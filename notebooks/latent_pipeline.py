@@ -36,7 +36,7 @@ import json
 
 from IPython.display import Image, Markdown, display
 
-from ouro.run import project_path, resolve_out_dir
+from ouro.paths import project_path, resolve_out_dir
 from ouro.train import train
 from ouro.vae import load_autoencoder
 from ouro.vae.pipeline import encode_shapes_dataset, evaluate_latent_run, latent_train_config

@@ -33,8 +33,9 @@ out_dir: str = ""  # where grids and scores go (empty: outputs/runs/sampling)
 from IPython.display import Image, Markdown, display
 
 from ouro.config import override
-from ouro.markdown import render_json_table
-from ouro.run import project_path, resolve_out_dir, write_json
+from ouro.report.markdown import render_json_table
+from ouro.fileio import write_json
+from ouro.paths import project_path, resolve_out_dir
 from ouro.train import preset_config, train
 from ouro.train.evaluate import evaluate_samples
 from ouro.train.sample import load_for_sampling, sample_grid, save_grid

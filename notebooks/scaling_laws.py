@@ -30,7 +30,7 @@ out_dir: str = ""  # where scaling_fits.json and the PNGs go ("" -> outputs/runs
 from IPython.display import Image, Markdown, display
 
 from ouro.analysis import scaling
-from ouro.run import resolve_out_dir
+from ouro.paths import resolve_out_dir
 
 out = resolve_out_dir(out_dir, "scaling_laws")
 if smoke:

@@ -34,8 +34,8 @@ from IPython.display import Image, Markdown, display
 
 from ouro.analysis.scaling_plot import plot_loss
 from ouro.config import override
-from ouro.markdown import render_json_table
-from ouro.run import project_path, resolve_out_dir
+from ouro.report.markdown import render_json_table
+from ouro.paths import project_path, resolve_out_dir
 from ouro.sharding import init_distributed
 from ouro.train import preset_config, train
 

@@ -22,11 +22,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fid": ("ouro.eval.fid_cli", "FID of images / a run's samples vs reference statistics (user's Inception weights)"),
     "data": ("ouro.data.cli", "convert PT files / image folders / parquet into sharded latents; check a dataset"),
     "embed": ("ouro.text.cli", "Gemma-3 270M text embeddings (texts file or ImageNet classes)"),
-    "run": ("ouro.run", "execute a notebook headlessly with papermill into outputs/runs/<name>/"),
-    "pod-run": ("ouro.run", "build (and optionally run) the same papermill run on every TPU-pod host"),
+    "run": ("ouro.runs.notebook", "execute a notebook headlessly with papermill into outputs/runs/<name>/"),
+    "pod-run": ("ouro.runs.pod", "build (and optionally run) the same papermill run on every TPU-pod host"),
     "fit": ("ouro.analysis.scaling", "fit L(step) = a*step^-b + c to loss CSVs"),
-    "plan": ("ouro.plan", "compile the train step for a TPU topology (no TPUs): memory per chip, FLOPs"),
-    "report": ("ouro.report", "regenerate reports/Detail.md from outputs/"),
+    "plan": ("ouro.plan.compile", "compile the train step for a TPU topology (no TPUs): memory per chip, FLOPs"),
+    "report": ("ouro.report.detail", "the comparative report of every run under outputs/ (outputs/report/; make report: reports/)"),
 }
 
 

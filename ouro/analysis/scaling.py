@@ -155,7 +155,7 @@ def synthetic_curve(path: str | Path, *, a=4.0, b=0.45, c=0.35, steps=2000, ever
 
 def find_loss_csvs(paths: Sequence[str | Path] = (), root: Path | None = None) -> list[Path]:
     """The given CSVs, or by default every outputs/runs/*/loss.csv and outputs/demo/loss.csv."""
-    from ouro.run import project_path, project_root
+    from ouro.paths import project_path, project_root
 
     if paths:
         return [Path(project_path(p)) for p in paths]

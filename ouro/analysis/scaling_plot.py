@@ -50,7 +50,7 @@ def _finish(fig, ax, path: Path) -> Path:
     """Grid, legend, and an atomic PNG write (no Software stamp: reruns are byte-identical)."""
     import matplotlib.pyplot as plt
 
-    from ouro.report_figures import plain_log_ticks
+    from ouro.report.figures import plain_log_ticks
 
     ax.grid(True, which="both", alpha=0.3)
     plain_log_ticks(ax)  # "0.5", "2", not "1.9x10^0"

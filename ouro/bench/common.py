@@ -26,7 +26,7 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> fl
 
 def reference_matmul_flops(n: int = 2048, dtype: str = "float32") -> float:
     """FLOP/s of an n x n @ n x n jitted matmul on the default device (the ratio base)."""
-    from ouro.perf import matmul_flops_per_s
+    from ouro.plan.peaks import matmul_flops_per_s
 
     return matmul_flops_per_s(n, dtype)
 

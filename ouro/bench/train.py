@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from ouro.bench.cases import make_case
-from ouro.perf import matmul_flops_per_s
+from ouro.plan.peaks import matmul_flops_per_s
 
 STEPS = 10  # timed calls per case, after WARMUP
 WARMUP = 2  # the first calls after compiling warm allocators and caches

@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
 
 def markdown_table() -> str:
     """The same rows for reports/Detail.md (the report's model-families hook)."""
-    from ouro.markdown import table as md
+    from ouro.report.markdown import table as md
 
     return md(["preset", "family", "architecture", "params", "latent", "fwd GFLOPs", "train GFLOPs"],
               [[f"`{r['preset']}`", r["family"], r["architecture"], f"{r['params']:,}", r["latent"],

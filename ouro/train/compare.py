@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ouro.fileio import atomic_path, write_json, write_text
-from ouro.markdown import table
+from ouro.report.markdown import table
 
 
 def plan(presets: Mapping[str, str], budget_flops: float, *, batch_size: int | None = None,

@@ -24,8 +24,8 @@ import jax
 from ouro import sharding as shd
 from ouro.config import to_dict
 from ouro.model.registry import family_of
-from ouro.perf import job_peak
-from ouro.run import git_commit
+from ouro.plan.peaks import job_peak
+from ouro.provenance import git_commit
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate

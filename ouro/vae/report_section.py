@@ -15,9 +15,9 @@ def _grids(run: Path) -> list[Path]:
 
 
 def section_latent_pipeline(ctx: Any) -> str:
-    """(ctx: ouro.report.Context) -> Markdown."""
-    from ouro.markdown import table
-    from ouro.report_runs import read_json
+    """(ctx: ouro.report.detail.Context) -> Markdown."""
+    from ouro.report.markdown import table
+    from ouro.report.runs import read_json
 
     parts = ["## Latent pipeline (shapes → autoencoder → XUT → decoded samples)"]
     found = [r for r in ctx.runs if (r.path / "latent_pipeline.json").exists()]

@@ -13,7 +13,7 @@ import jupytext
 import jupytext.config
 import pytest
 
-from ouro import run
+from ouro.runs import notebook as run
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PY = sorted(NOTEBOOKS.glob("*.py"))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ouro.perf import chip_peak
+from ouro.plan.peaks import chip_peak
 from ouro.train.metrics import read_csv
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from ouro.report import build_report
+from ouro.report.detail import build_report
 from ouro.train.png import save_images
 
 

@@ -6,7 +6,9 @@ import textwrap
 
 import pytest
 
-from ouro import cli, run
+from ouro import cli
+from ouro.runs import notebook as run
+from ouro.runs import pod
 
 OK = textwrap.dedent('''\
     # %% tags=["parameters"]
@@ -162,7 +164,7 @@ def test_resolve_out_dir(tmp_path, monkeypatch):
 
 
 def test_pod_command_runs_same_papermill_on_every_host():
-    cmd = run.pod_command("notebooks/training.py", tpu="pod-32", zone="us-west4-a", project="proj",
+    cmd = pod.pod_command("notebooks/training.py", tpu="pod-32", zone="us-west4-a", project="proj",
                           parameters={"steps": "1000", "ckpt_dir": "gs://b/ckpt dir"}, run_name="big")
     assert cmd[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod-32"]
     assert "--zone=us-west4-a" in cmd and "--project=proj" in cmd and "--worker=all" in cmd
@@ -178,7 +180,7 @@ def test_pod_command_runs_same_papermill_on_every_host():
 
 
 def test_pod_main_prints_without_executing(capsys):
-    rc = run.pod_main(["notebooks/training.py", "--tpu", "t", "--zone", "z", "-p", "steps", "5", "--run-name", "n"])
+    rc = pod.pod_main(["notebooks/training.py", "--tpu", "t", "--zone", "z", "-p", "steps", "5", "--run-name", "n"])
     assert rc == 0
     printed = shlex.split(capsys.readouterr().out.strip())
     assert printed[0] == "gcloud" and printed[-1].startswith("--command=cd ~/ouro && ")

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ouro import report
+from ouro.report import detail as report
 from ouro.analysis import scaling
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -171,7 +171,7 @@ def test_log_axis_ticks_read_normally(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ouro.report_figures import plain_log_ticks
+    from ouro.report.figures import plain_log_ticks
 
     fig, ax = plt.subplots()
     ax.plot([10, 1e6], [0.3, 1.9])
@@ -272,7 +272,7 @@ def test_render_nested_stats_with_paths_and_neighbour_lists():
 def test_nested_run_directories_take_their_parent_runs_record(tmp_path):
     """Models a notebook trained on the way (outputs/runs/<run>/vae, .../xut) are credited to
     that notebook and its commit; a nested directory with its own run.json keeps its own."""
-    from ouro.report_runs import discover
+    from ouro.report.runs import discover
 
     runs = tmp_path / "runs"
     (runs / "pipe" / "vae").mkdir(parents=True)

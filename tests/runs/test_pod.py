@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from ouro import run
+from ouro.runs import pod as run
 
 NOTEBOOK = textwrap.dedent('''\
     # %% tags=["parameters"]

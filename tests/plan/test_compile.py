@@ -9,7 +9,7 @@ import pytest
 
 from ouro.config import ConfigError
 from ouro.model import param_count, preset
-from ouro.plan import parse_topology, plan, pod_plan_table
+from ouro.plan.compile import parse_topology, plan, pod_plan_table
 from ouro.train.config import DataConfig, MeshConfig, preset_config
 
 FSDP = (1, 2, 4, 8)
@@ -69,7 +69,7 @@ def test_topology_names():
 ])
 def test_plan_builds_the_batch_each_family_reads(overrides, text_tokens, fields):
     from ouro.config import override
-    from ouro.plan import batch_spec, model_flops_per_step
+    from ouro.plan.compile import batch_spec, model_flops_per_step
 
     preset_name = "digits-smoke-mmdit" if "tokens" in overrides[0] else "digits-smoke-dit"
     cfg = override(dataclasses.replace(preset_config(preset_name), batch_size=8, mesh=MeshConfig(data=2)), overrides)

@@ -28,60 +28,13 @@ from typing import Any
 
 from ouro.errors import UserError
 from ouro.fileio import write_json
-from ouro.notebook_params import (  # noqa: F401 - part of ouro.run's interface
+from ouro.paths import project_path, project_root, resolve_out_dir, runs_dir  # noqa: F401 - notebooks import them here too
+from ouro.provenance import git_commit, now_utc as _now, package_versions  # noqa: F401
+from ouro.runs.params import (  # noqa: F401 - part of ouro.runs.notebook's interface
     matches, notebook_parameter_types, notebook_parameters, parse_value, type_name)
-
-# Versions recorded in run.json: what decides whether two runs are comparable.
-RECORDED_PACKAGES = (
-    "ouro", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy",
-    "papermill", "jupytext", "nbclient", "ipykernel",
-)
-
 
 class RunError(UserError):
     """A run could not start (bad notebook, parameter, or run directory)."""
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def project_root() -> Path:
-    """The repository root: $OURO_ROOT, else the nearest ancestor of the working directory
-    holding pyproject.toml and ouro/, else the checkout this package was imported from.
-    Notebooks resolve their default paths against it, so they behave the same whether
-    JupyterLab starts them in notebooks/ or papermill starts them elsewhere."""
-    if os.environ.get("OURO_ROOT"):
-        return Path(os.environ["OURO_ROOT"]).resolve()
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d / "pyproject.toml").is_file() and (d / "ouro").is_dir():
-            return d
-    return Path(__file__).resolve().parents[1]
-
-
-def runs_dir() -> Path:
-    return project_root() / "outputs" / "runs"
-
-
-def project_path(path: str | os.PathLike | None) -> str | None:
-    """A path parameter as the notebook means it: relative paths from the project root
-    (the kernel runs in notebooks/), URLs such as gs://bucket/x untouched, empty -> None."""
-    if path is None or str(path) == "":
-        return None
-    if "://" in str(path):
-        return str(path)
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else project_root() / p)
-
-
-def resolve_out_dir(out_dir: str | os.PathLike | None, default_name: str) -> Path:
-    """A notebook's `out_dir` parameter as a created directory. Empty → outputs/runs/
-    <default_name>; relative paths are taken from the project root, not the kernel's cwd."""
-    path = Path(out_dir) if out_dir else runs_dir() / default_name
-    if not path.is_absolute():
-        path = project_root() / path
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # --------------------------------------------------------------------------- notebook I/O
@@ -117,34 +70,6 @@ def _check_parameters(given: dict[str, Any], known: dict[str, Any], notebook: Pa
         if want is not None and not matches(value, want):
             raise RunError(f"-p {name} {value!r}: expected {type_name(want)} "
                            f"(parameters cell of {notebook.name}); the notebook was not started")
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def git_commit(root: Path | None = None) -> dict[str, Any]:
-    """{'commit': sha or None, 'dirty': bool or None} of the project checkout."""
-    root = root or project_root()
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout
-        return {"commit": sha, "dirty": bool(status.strip())}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
-def package_versions() -> dict[str, str | None]:
-    out = {}
-    for name in RECORDED_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- ouro run
@@ -292,63 +217,6 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"ouro run: completed -> {result.run_dir}")
     return 0
-
-
-# --------------------------------------------------------------------------- ouro pod-run
-
-
-def pod_command(
-    notebook: str, *, tpu: str, zone: str, parameters: dict[str, str] | None = None, run_name: str,
-    project: str | None = None, workdir: str = "~/ouro", python: str = ".venv/bin/python",
-) -> list[str]:
-    """The gcloud argv that runs the same `ouro run` on every host of a TPU pod slice.
-
-    Each host writes to outputs/runs/<run_name>/$(hostname) — `$(hostname)` expands on the
-    host, so the run directories never collide; the notebook's multi-host set-up
-    (jax.distributed) happens inside the library, not here. Parameter values are passed
-    verbatim (strings as typed on the command line) and shell-quoted for the remote shell.
-    """
-    if not tpu or not zone:
-        raise RunError("pod-run needs --tpu NAME and --zone ZONE")
-    cd = "cd ~/" + shlex.quote(workdir[2:]) if workdir.startswith("~/") else "cd " + shlex.quote(workdir)
-    remote = [shlex.quote(python), "-m", "ouro", "run", shlex.quote(notebook),
-              "--run-name", shlex.quote(run_name) + '/"$(hostname)"', "--no-progress"]
-    for name, value in (parameters or {}).items():
-        remote += ["-p", shlex.quote(name), shlex.quote(str(value))]
-    cmd = ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu, f"--zone={zone}"]
-    if project:
-        cmd.append(f"--project={project}")
-    cmd += ["--worker=all", f"--command={cd} && {' '.join(remote)}"]
-    return cmd
-
-
-def pod_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ouro pod-run", description="Run a notebook with papermill on every host of a TPU pod.")
-    p.add_argument("notebook", help="path relative to the checkout on the hosts")
-    p.add_argument("--tpu", required=True, help="TPU VM name")
-    p.add_argument("--zone", required=True)
-    p.add_argument("--project")
-    _add_param_args(p)
-    p.add_argument("--run-name", help="run directory (each host adds /<hostname>)")
-    p.add_argument("--workdir", default="~/ouro", help="the ouro checkout on every host")
-    p.add_argument("--python", default=".venv/bin/python", help="interpreter on the hosts (relative to --workdir)")
-    p.add_argument("--execute", action="store_true", help="run the command (default: print it)")
-    args = p.parse_args(argv)
-    run_name = args.run_name or default_run_name(Path(args.notebook))
-    try:
-        cmd = pod_command(args.notebook, tpu=args.tpu, zone=args.zone, project=args.project,
-                          parameters=dict(args.parameter), run_name=run_name, workdir=args.workdir, python=args.python)
-    except RunError as e:
-        print(f"ouro pod-run: {e}", file=sys.stderr)
-        return 2
-    print(shlex.join(cmd))
-    if not args.execute:
-        return 0
-    try:
-        return subprocess.run(cmd).returncode
-    except FileNotFoundError:
-        print("ouro pod-run: gcloud not found on PATH", file=sys.stderr)
-        return 127
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ def main(argv: list[str]) -> int:
                                    f" --xla_force_host_platform_device_count={math.prod(dims)}").strip()
     from ouro.config import override
     from ouro.fileio import write_json
-    from ouro.run import project_root
+    from ouro.paths import project_root
     from ouro.train import preset_config
 
     cfg = override(preset_config(args.preset), args.overrides)

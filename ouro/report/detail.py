@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 
 from ouro.fileio import atomic_path, write_text
-from ouro.markdown import fmt, render_json_table, table
-from ouro.report_runs import RunDir, closest_preset, discover, read_json
+from ouro.report.markdown import fmt, render_json_table, table
+from ouro.report.runs import RunDir, closest_preset, discover, read_json
 from ouro.vae.report_section import section_latent_pipeline
 
 FIGURES = "figures"
@@ -159,7 +159,7 @@ def section_curves(ctx: Context) -> str:
     if not runs:
         return head + _not_yet("no loss.csv under outputs/", "make demo")
     curves = [(r.name, r.loss["step"], r.loss["loss"], r.flops) for r in runs]
-    from ouro.report_figures import overlay
+    from ouro.report.figures import overlay
 
     img = ctx.figs.draw("loss_curves.png", lambda p: overlay(curves, p), "loss vs step and vs training FLOPs")
     return head + (f"{len(runs)} run(s); FLOPs = step × batch × training FLOPs per image (3 × forward, "
@@ -254,7 +254,7 @@ def section_scaling(ctx: Context) -> str:
                      f"intervals: {cells}."
                      + (f" **On a bound: {', '.join(flags)}** — the fit pinned it at its limit; treat its interval as meaningless." if flags else ""))
     if curves:
-        from ouro.report_figures import frontier_plot
+        from ouro.report.figures import frontier_plot
 
         parts.append(ctx.figs.draw("compute_frontier.png", lambda p: frontier_plot(curves, front, p), "compute frontier"))
     found = [r for r in ctx.runs if (r.path / "scaling_fits.json").exists()]
@@ -326,7 +326,7 @@ def section_samples(ctx: Context) -> str:
 
 
 def section_pod_plan(ctx: Context) -> str:
-    from ouro.plan import section_pod_plan as pod_plan  # `ouro plan` results under outputs/plan
+    from ouro.plan.compile import section_pod_plan as pod_plan  # `ouro plan` results under outputs/plan
 
     return pod_plan(ctx.outputs)
 
@@ -356,7 +356,7 @@ def build(outputs: Path, reports: Path, root: Path) -> tuple[str, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    from ouro.run import project_root
+    from ouro.paths import project_root
 
     root = project_root()
     p = argparse.ArgumentParser(prog="ouro report", description=__doc__.split("\n\n")[0],
