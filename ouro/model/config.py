@@ -34,9 +34,9 @@ class XUTConfig:
     ctx_dim: int = 640  # context embedding width (Gemma-3 270M hidden size)
     skip: Literal["last", "per_level"] = "last"  # decoder cross-attn context (HDM code: last)
     dtype: Literal["float32", "bfloat16"] = "float32"  # THE compute dtype (training reads it here too); params stay float32
-    # remat (ouro/nn/stack.py REMAT_POLICIES): "block" keeps each scanned layer's input and
-    # recomputes the rest in the backward pass; "matmuls" also keeps weight-matmul outputs
-    remat: Literal["none", "block", "matmuls"] = "none"  # none: keep all activations (fastest; small runs)
+    # remat (ouro/nn/remat.py, by recompute): none < matmuls < attn = offload < block; block
+    # keeps each scanned layer's input and recomputes the rest in the backward pass
+    remat: Literal["none", "matmuls", "attn", "offload", "block"] = "none"  # none: keep all activations (fastest; small runs)
     scan: bool = True  # stacked layers via nnx.scan (False: Python loop, same weights)
     # ~1.5x faster cmp-tiny train step than a rolled loop (no stacked loop buffers; ouro/nn/stack.py)
     scan_unroll: int = 4  # stacks of <= n layers scan unrolled when remat is none; 0: always a loop

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ouro.nn.linear import dense
+from ouro.nn.remat import ATTN_OUT, ATTN_QKV, tag
 from ouro.nn.rope import AxialRoPE
 
 
@@ -24,7 +25,8 @@ def attend(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array) -> jax.Array
     """softmax(q k^T / sqrt(H)) v. The scale is applied to q (B L N H), where it fuses into the
     rotation's output, instead of to the (B N L S) scores, which it would cost a full pass over."""
     scale = jnp.asarray(q_blnh.shape[-1] ** -0.5, q_blnh.dtype)
-    return jax.nn.dot_product_attention(q_blnh * scale, k_bsnh, v_bsnh, scale=1.0)
+    q, k, v = (tag(a, ATTN_QKV) for a in (q_blnh, k_bsnh, v_bsnh))  # kept by remat attn/offload
+    return tag(jax.nn.dot_product_attention(q * scale, k, v, scale=1.0), ATTN_OUT)
 
 
 class SelfAttention(nnx.Module):

@@ -11,6 +11,7 @@ from ouro.nn.adaln import Modulation, modulated_residual
 from ouro.nn.attention import CrossAttention, SelfAttention
 from ouro.nn.mlp import SwiGLU
 from ouro.nn.norm import RMSNorm
+from ouro.nn.remat import RESIDUAL, tag
 
 
 class TransformerBlock(nnx.Module):
@@ -44,10 +45,11 @@ class TransformerBlock(nnx.Module):
         ctx_bsd: jax.Array | None = None,
         ctx_pos_bs2: jax.Array | None = None,
     ) -> jax.Array:
-        x = modulated_residual(x_bld, self.attn_pre_norm, mod.attn, lambda h: self.attn(h, pos_bl2))
+        # the residual stream between sub-layers is what remat "attn"/"offload" keep
+        x = tag(modulated_residual(x_bld, self.attn_pre_norm, mod.attn, lambda h: self.attn(h, pos_bl2)), RESIDUAL)
         if self.cross:
             if ctx_bsd is None:
                 raise ValueError("TransformerBlock(cross=True) needs ctx_bsd")
-            x = modulated_residual(x, self.xattn_pre_norm, mod.xattn,
-                                   lambda h: self.xattn(h, ctx_bsd, pos_bl2, ctx_pos_bs2))
+            x = tag(modulated_residual(x, self.xattn_pre_norm, mod.xattn,
+                                       lambda h: self.xattn(h, ctx_bsd, pos_bl2, ctx_pos_bs2)), RESIDUAL)
         return modulated_residual(x, self.mlp_pre_norm, mod.mlp, self.mlp)

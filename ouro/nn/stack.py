@@ -18,9 +18,9 @@ after its forward pass, which gives back the memory remat exists to save (measur
 'block' policy's temporaries no smaller than no remat); the loop makes it wait.
 
 Memory at scale (both chosen here, once, for every stacked layer of every model):
-- `remat` (a model config value) wraps each layer in jax.checkpoint with a policy from
-  REMAT_POLICIES, so the backward pass keeps one layer's input instead of all its
-  intermediates and recomputes the rest;
+- `remat` (a model config value) wraps each layer in jax.checkpoint with a named policy
+  (ouro/nn/remat.py: none, matmuls, attn, offload, block), so the backward pass keeps what
+  the policy names instead of all of the layer's intermediates and recomputes the rest;
 - inside the scan each layer's carry is pinned to the batch sharding and its weights are
   gathered there (ouro.sharding.constrain / gather_params), so under FSDP XLA gathers ONE
   layer at a time instead of resharding activations or gathering the whole stack."""
@@ -33,18 +33,11 @@ import jax
 from flax import nnx
 
 from ouro import sharding as shd
+from ouro.nn.remat import REMAT_POLICIES, checkpointed
 
 LAYERS = "layers"  # logical axis name of the stacked dimension
 UNROLL_MAX = 4  # stacks this short scan unrolled: every group stack of the XUT presets (depth 4)
 
-# remat name -> jax.checkpoint policy ("none": no checkpoint at all)
-REMAT_POLICIES: dict[str, Callable | None] = {
-    "none": None,
-    "block": jax.checkpoint_policies.nothing_saveable,  # keep the layer input, recompute all
-    # keep the outputs of weight matmuls (no batch dims in the dot: projections and MLP),
-    # recompute attention scores, norms and activations: ~1/3 of block memory, little FLOPs
-    "matmuls": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
 
 
 def stacked(n: int, make: Callable[[nnx.Rngs], nnx.Module], rngs: nnx.Rngs) -> nnx.Module:
@@ -96,8 +89,7 @@ def scan_layers(
         out = body(nnx.merge(graphdef, shd.gather_params(state_i)), carry, xs_i)
         return shd.constrain_batch(out)
 
-    if remat != "none":
-        apply = jax.checkpoint(apply, policy=REMAT_POLICIES[remat])
+    apply = checkpointed(apply, remat)
 
     if unrolled or num_layers(stack) == 1:  # a length-1 scan only adds a loop to compile
         ys = []

@@ -48,7 +48,7 @@ def test_validation_names_the_field(items, field):
     (lambda: TrainConfig(lr=0), "lr=0.0: must be >0"),
     (lambda: TrainConfig(ema_decay=1.0), "ema_decay=1.0: must be in [0,1)"),
     (lambda: preset("xut-tiny", dtype="fp16"), "dtype='fp16': expected one of ['float32', 'bfloat16']"),
-    (lambda: preset("xut-tiny", remat="all"), "remat='all': expected one of ['none', 'block', 'matmuls']"),
+    (lambda: preset("xut-tiny", remat="all"), "remat='all': expected one of ['none', 'matmuls', 'attn', 'offload', 'block']"),
     (lambda: TrainConfig(microbatches=0), "microbatches=0: must be >0"),
     (lambda: TrainConfig(progress="yes"), "progress='yes': expected a boolean"),
     (lambda: TrainConfig(learning_rate=1e-3), "unknown config key 'learning_rate' for TrainConfig"),
