@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test faults bench clean lab report gemma-env gemma-parity
+.PHONY: setup demo test faults bench clean lab report gemma-env gemma-parity plan-env
 
 # JupyterLab opens the percent .py notebooks as notebooks (jupytext viewer) with no
 # environment variable: the repo's lab settings are installed into the venv's config dir.
@@ -56,6 +56,19 @@ $(GEMMA_VENV)/.installed: requirements-gemma.lock pyproject.toml
 
 gemma-parity: gemma-env
 	OURO_REQUIRE_GEMMA=1 $(GEMMA_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/text/test_gemma_parity.py
+
+# Deviceless TPU compilation for `ouro plan --topology v5e:4x8` (libtpu 0.0.42.1, ~700 MB
+# download, 1.5 GB installed), in its own venv so the main one never loads libtpu (every JAX
+# process would print TPU start-up noise). Then: .venv-tpu/bin/ouro plan --fit
+TPU_VENV ?= .venv-tpu
+
+plan-env: $(TPU_VENV)/.installed
+
+$(TPU_VENV)/.installed: requirements-tpu.lock pyproject.toml
+	test -x $(TPU_VENV)/bin/python || $(PYTHON) -m venv $(TPU_VENV) || python3 -m venv $(TPU_VENV)
+	$(TPU_VENV)/bin/python -m pip install --quiet -r requirements-tpu.lock
+	$(TPU_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
 
 lab: setup
 	$(VENV)/bin/jupyter lab

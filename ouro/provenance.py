@@ -41,3 +41,20 @@ def package_versions() -> dict[str, str | None]:
 
 def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def config_hash(cfg: Any) -> str:
+    """A short content hash of a config dataclass: two records with the same hash describe the
+    same run setup. Where the data lives (data.path) and where outputs go (out_dir, ckpt_dir,
+    name) are left out: they do not change what is computed."""
+    import hashlib
+    import json
+
+    from ouro.config import to_dict
+
+    d = to_dict(cfg)
+    for key in ("name", "out_dir", "ckpt_dir"):
+        d.pop(key, None)
+    if isinstance(d.get("data"), dict):
+        d["data"].pop("path", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -16,6 +16,7 @@ BENCHES = {
     "families": "ouro.bench.families",
     "data": "ouro.bench.data",
     "kernels": "ouro.bench.kernels",
+    "gpu": "ouro.bench.gpu",  # xut-small bf16 train step on NVIDIA GPUs (tiny stand-in elsewhere)
 }
 
 

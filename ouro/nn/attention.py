@@ -1,8 +1,9 @@
 """Self- and cross-attention with axial RoPE on queries and keys (HDM SelfAttention /
 CrossAttention): fused projections without bias, output projection with bias, scale
 1/sqrt(head_dim), no QK-norm, no dropout. The score/softmax/value product goes through
-`jax.nn.dot_product_attention` so each backend can pick its kernel (XLA on CPU, cuDNN,
-TPU); its XLA path keeps logits and softmax in float32 for bf16 inputs."""
+`jax.nn.dot_product_attention`: cuDNN's fused (flash) kernel on NVIDIA GPUs for bf16/fp16
+inputs, XLA's composition elsewhere (CPU, TPU, float32 on GPU), see `implementation`. The
+XLA path keeps logits and softmax in float32 for bf16 inputs."""
 
 from __future__ import annotations
 
@@ -21,12 +22,23 @@ def _heads(dim: int, head_dim: int) -> int:
     return dim // head_dim
 
 
+def implementation(dtype, backend: str | None = None) -> str:
+    """The dot_product_attention kernel for inputs of `dtype` on `backend` (default: JAX's).
+    cuDNN's fused attention needs a GPU and 16-bit inputs; jax's `implementation=None` would
+    pick XLA everywhere today, so the choice is made here, explicitly."""
+    backend = backend or jax.default_backend()
+    if backend in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+        return "cudnn"
+    return "xla"
+
+
 def attend(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array) -> jax.Array:
     """softmax(q k^T / sqrt(H)) v. The scale is applied to q (B L N H), where it fuses into the
     rotation's output, instead of to the (B N L S) scores, which it would cost a full pass over."""
     scale = jnp.asarray(q_blnh.shape[-1] ** -0.5, q_blnh.dtype)
-    q, k, v = (tag(a, ATTN_QKV) for a in (q_blnh, k_bsnh, v_bsnh))  # kept by remat attn/offload
-    return tag(jax.nn.dot_product_attention(q * scale, k, v, scale=1.0), ATTN_OUT)
+    out = jax.nn.dot_product_attention(q_blnh * scale, k_bsnh, v_bsnh, scale=1.0,
+                                       implementation=implementation(q_blnh.dtype))
+    return tag(out, ATTN_OUT)  # kept by remat attn/offload
 
 
 class SelfAttention(nnx.Module):
@@ -39,7 +51,9 @@ class SelfAttention(nnx.Module):
 
     def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array) -> jax.Array:
         b, l, d = x_bld.shape
-        qkv = self.qkv(x_bld.astype(self.dtype)).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
+        # the projection's output, not q/k after RoPE, is what remat attn/offload keep: RoPE's
+        # angles are learned, so its backward needs its input, and keeping that avoids recomputing the projection
+        qkv = tag(self.qkv(x_bld.astype(self.dtype)), ATTN_QKV).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
         qk = self.rope(qkv[:, :, :2], pos_bl2)  # q and k: one rotation
         q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
         o_blnh = attend(q, k, v)
@@ -67,8 +81,8 @@ class CrossAttention(nnx.Module):
         reads the encoder output), so q and k turn by the same angles in one rotation."""
         b, l, d = x_bld.shape
         s = ctx_bsc.shape[1]
-        q = self.q(x_bld.astype(self.dtype)).reshape(b, l, self.heads, self.head_dim)  # (B, L, N, H)
-        kv = self.kv(ctx_bsc.astype(self.dtype)).reshape(b, s, 2, self.heads, self.head_dim)  # (B, S, 2, N, H)
+        q = tag(self.q(x_bld.astype(self.dtype)), ATTN_QKV).reshape(b, l, self.heads, self.head_dim)  # (B, L, N, H)
+        kv = tag(self.kv(ctx_bsc.astype(self.dtype)), ATTN_QKV).reshape(b, s, 2, self.heads, self.head_dim)  # (B, S, 2, N, H)
         k, v = kv[:, :, 0], kv[:, :, 1]
         if ctx_pos_bs2 is None:
             if s != l:

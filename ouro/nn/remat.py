@@ -6,9 +6,9 @@ layer. From most memory / least recompute to least memory / most recompute:
     matmuls   keep the outputs of weight matmuls (q/k/v and output projections, both MLP
               matmuls); recompute the attention core (q.k^T, softmax, p.v), norms and
               activations
-    attn      keep the attention inputs after RoPE and its output (q, k, v, context) and the
-              residual stream between sub-layers; nothing inside the MLP is kept, so its
-              first matmul is recomputed
+    attn      keep the q/k/v projections' outputs, the attention output (context) and the
+              residual stream between sub-layers; recompute RoPE, q.k^T and softmax, and
+              the MLP's first matmul (nothing inside the MLP is kept)
     block     keep each layer's input only and recompute the whole layer (nothing_saveable)
     offload   what `attn` keeps, moved to host memory (pinned_host) instead of held in HBM;
               the same recompute as `attn` plus host transfers. TPU and GPU have a pinned
@@ -32,7 +32,7 @@ import jax
 from jax.ad_checkpoint import checkpoint_name
 
 # checkpoint_name tags (see tag()); a policy that saves by name lists them
-ATTN_QKV = "attn_qkv"  # q, k (after RoPE) and v as the attention core reads them
+ATTN_QKV = "attn_qkv"  # the q/k/v projections' outputs (before RoPE, whose angles are learned)
 ATTN_OUT = "attn_out"  # the attention core's output, before the output projection
 RESIDUAL = "residual"  # the residual stream after each sub-layer of a block
 SAVED_BY_ATTN = (ATTN_QKV, ATTN_OUT, RESIDUAL)

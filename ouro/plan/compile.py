@@ -1,21 +1,26 @@
 """`ouro plan`: will this run fit, and how fast can it possibly be, before a pod is rented.
 
 Compiles the real train step (`build_trainer(cfg, mesh).lower(...)`) for a named TPU
-topology without TPUs (JAX deviceless AOT through libtpu: `pip install 'ouro[tpu]'` and
-run with JAX_PLATFORMS=cpu TPU_SKIP_MDS_QUERY=1) or for N simulated CPU devices
+topology without TPUs (JAX deviceless AOT through libtpu, installed by `make plan-env`;
+the command sets the deviceless environment itself) or for N simulated CPU devices
 (`--topology cpu:8`: no libtpu; XLA's CPU memory numbers, good for the logic and for
 comparing layouts, not for TPU sizes), and reports per chip:
 
     parameters + EMA + optimizer bytes   exact, from the state's shardings
     arguments / temporaries / peak      compiled.memory_analysis()
-    headroom                            1 - peak / HBM of the chip
-    model FLOPs per step                ouro's own accounting (3 x forward x batch / chips);
-                                        cost_analysis() undercounts scanned layer bodies
-    step time >= FLOPs / peak           a LOWER BOUND (100% MFU), labelled as one
+    headroom, fits                      1 - peak / HBM; fits = headroom >= --margin (10%)
+    model FLOPs per step                ouro's own accounting (3 x forward x batch / chips)
+    executed FLOPs per step             dots + convolutions of the compiled program, loop
+                                        bodies x trip counts (ouro/plan/hlo_flops.py): remat's
+                                        recompute shows as executed / model > 1
+    step time >= executed FLOPs / peak  a LOWER BOUND (100% MFU), labelled as one
+    commit, config hash                 the report marks rows from another commit stale
 
     ouro plan --preset xut-small-256 --topology v5e:4x8
+    ouro plan --preset xut-small-256 --topology v5e:4x4 batch_size=2048 --fit
     ouro plan --preset digits-smoke --topology cpu:8 mesh.fsdp=4 microbatches=2
-Results go to outputs/plan/<name>.json; `pod_plan_table` renders them for the report.
+--fit tries remat policies, mesh.fsdp and microbatches cheapest first (ouro/plan/fit.py).
+Results go to outputs/plan/<name>.json; ouro/plan/table.py renders them for the report.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+
+from ouro.plan import hlo_flops
+from ouro.plan.table import pod_plan_table  # noqa: F401 - re-exported for notebooks and tests
 
 GIB = 2**30
 
@@ -134,10 +142,15 @@ def batch_spec(cfg: Any, text_tokens: int | None = None) -> tuple[dict[str, tupl
     return shapes, dtypes, ctx_len
 
 
-def plan(cfg: Any, topology: str, *, text_tokens: int | None = None) -> dict[str, Any]:
+DEFAULT_MARGIN = 0.10  # "fits" = peak <= 90% of HBM: fragmentation and XLA version drift need slack
+
+
+def plan(cfg: Any, topology: str, *, text_tokens: int | None = None, margin: float = DEFAULT_MARGIN) -> dict[str, Any]:
     """Compile cfg's train step for `topology` and measure it (see the module docstring).
-    `text_tokens`: T for a model that reads per-token text (see batch_spec)."""
+    `text_tokens`: T for a model that reads per-token text (see batch_spec). `margin`: the
+    headroom a setting must leave to count as fitting."""
     from ouro import sharding as shd
+    from ouro.provenance import config_hash, git_commit
     from ouro.train.config import validate
     from ouro.train.step import build_trainer
 
@@ -159,10 +172,11 @@ def plan(cfg: Any, topology: str, *, text_tokens: int | None = None) -> dict[str
         "chips": chips, "mesh": {"data": int(mesh.shape["data"]), "fsdp": int(mesh.shape["fsdp"])},
         "global_batch": b, "per_chip_batch": b / chips, "microbatches": cfg.microbatches,
         "dtype": getattr(model, "dtype", None), "remat": getattr(model, "remat", None),
-        "tread_rate": cfg.tread_rate, "hbm_bytes": chip.hbm_gib * GIB,
+        "tread_rate": cfg.tread_rate, "hbm_bytes": chip.hbm_gib * GIB, "margin": margin,
         "params_bytes": _per_chip_bytes(st["params"], sh["params"]),
         "state_bytes": _per_chip_bytes({k: st[k] for k in ("params", "ema", "opt")},
                                        {k: sh[k] for k in ("params", "ema", "opt")}),
+        **git_commit(), "config_hash": config_hash(cfg),
     }
     t0 = time.perf_counter()
     try:
@@ -172,7 +186,8 @@ def plan(cfg: Any, topology: str, *, text_tokens: int | None = None) -> dict[str
         if "RESOURCE_EXHAUSTED" not in msg and "exceed" not in msg.lower():
             raise
         row.update(fits=False, error=" ".join(msg.split())[:600], compile_s=time.perf_counter() - t0)
-        need = re.search(r"temporaries \(([\d.]+)G\)", msg)  # XLA TPU: "... temporaries (17.83G) exceeds"
+        # XLA TPU: "... temporaries (17.83G) exceeds": the program's own buffers, state NOT included
+        need = re.search(r"temporaries \(([\d.]+)G\)", msg)
         if need:
             row["temp_bytes"] = float(need.group(1)) * GIB
         return _flops(row, cfg, chip, chips, ctx_len)
@@ -180,56 +195,54 @@ def plan(cfg: Any, topology: str, *, text_tokens: int | None = None) -> dict[str
     ma = compiled.memory_analysis()
     arg, out, alias, temp = (int(getattr(ma, f"{k}_size_in_bytes")) for k in ("argument", "output", "alias", "temp"))
     peak = arg + out - alias + temp
-    row.update(argument_bytes=arg, output_bytes=out, alias_bytes=alias, temp_bytes=temp,
-               peak_bytes=peak, headroom=1.0 - peak / row["hbm_bytes"], fits=peak <= row["hbm_bytes"])
+    row.update(argument_bytes=arg, output_bytes=out, alias_bytes=alias, temp_bytes=temp, peak_bytes=peak,
+               headroom=1.0 - peak / row["hbm_bytes"], fits=peak <= (1.0 - margin) * row["hbm_bytes"])
+    executed = hlo_flops.count(compiled.as_text())
+    row["executed_flops_per_chip"] = executed.flops
+    row["hlo"] = {"dots": executed.dots, "loop_trip_counts": executed.loops,
+                  "unknown_trip_counts": executed.unknown_trip_counts, "custom_calls": executed.custom_calls}
     return _flops(row, cfg, chip, chips, ctx_len)
 
 
 def _flops(row: dict, cfg: Any, chip: Chip, chips: int, ctx_len: int = 1) -> dict:
+    """Model FLOPs (the accounting), executed FLOPs' ratio to them, and the step-time lower
+    bound: executed FLOPs at the chip's peak (model FLOPs where nothing was compiled)."""
     total = model_flops_per_step(cfg, ctx_len)
-    row["model_flops_per_step_per_chip"] = total / chips if total else None
+    model = total / chips if total else None
+    executed = row.get("executed_flops_per_chip")
+    row["model_flops_per_step_per_chip"] = model
+    row["executed_over_model"] = executed / model if executed and model else None
     row["peak_flops_per_chip"] = chip.peak_flops
-    row["step_time_lower_bound_s"] = total / chips / chip.peak_flops if total else None
+    work = executed or model
+    row["step_time_lower_bound_s"] = work / chip.peak_flops if work else None
+    row["step_time_bound_from"] = "executed" if executed else ("model" if model else None)
     return row
 
 
-def _gib(x: Any) -> str:
-    return "—" if x is None else f"{x / GIB:.3g}"
+def section_pod_plan(outputs: Path) -> str:  # the report imports it from here
+    from ouro.plan.table import section_pod_plan as section
 
-
-def pod_plan_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown "pod plan" table of plan() rows (for `ouro report` and notebooks)."""
-    head = ("| config | topology | mesh (data×fsdp) | batch (per chip) | micro | remat | dtype "
-            "| params+EMA+opt GiB | temporaries GiB | peak GiB | HBM GiB | headroom "
-            "| model TFLOP/step/chip | step time ≥ (lower bound) |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        flops = r.get("model_flops_per_step_per_chip")
-        lb = r.get("step_time_lower_bound_s")
-        peak = r.get("peak_bytes")
-        head_txt = f"{100 * r['headroom']:.0f}%" if "headroom" in r else "does not fit (RESOURCE_EXHAUSTED)"
-        lines.append(
-            f"| {r['name']} | {r['topology']} | {r['mesh']['data']}×{r['mesh']['fsdp']} "
-            f"| {r['global_batch']} ({r['per_chip_batch']:g}) | {r['microbatches']} | {r['remat']} | {r['dtype']} "
-            f"| {_gib(r['state_bytes'])} | {_gib(r.get('temp_bytes'))} | {_gib(peak)} "
-            f"| {r['hbm_bytes'] / GIB:.2f} | {head_txt} "
-            f"| {'—' if flops is None else f'{flops / 1e12:.2f}'} | {'—' if lb is None else f'{lb * 1e3:.1f} ms'} |")
-    return "\n".join(lines)
-
-
-def section_pod_plan(outputs: Path) -> str:
-    """The report's "Pod plan" section from outputs/plan/*.json (empty string if none)."""
-    files = sorted((outputs / "plan").glob("*.json")) if (outputs / "plan").is_dir() else []
-    if not files:
-        return ""
-    rows = [json.loads(f.read_text()) for f in files]
-    return ("## Pod plan\n\nPer chip, from `ouro plan` (compiled train step; step time is a lower "
-            "bound at the chip's peak bf16 FLOP/s).\n\n" + pod_plan_table(rows))
+    return section(outputs)
 
 
 def default_name(preset: str, topology: str, overrides: list[str]) -> str:
     parts = [preset, topology.replace(":", "-")] + list(overrides)
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(parts))
+
+
+def deviceless_env(kind: str, n: int) -> None:
+    """The environment a plan compiles in, set before JAX starts: N simulated CPU devices, or
+    libtpu's deviceless mode (no TPU metadata server, no TPU backend: only the compiler)."""
+    if kind == "cpu":
+        if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                       f" --xla_force_host_platform_device_count={n}").strip()
+        return
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for the TPU, run nothing on one
+    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # no GCE metadata server off a TPU VM
+    # libtpu otherwise warns that it cannot find the (absent) accelerator and workers
+    os.environ.setdefault("TPU_ACCELERATOR_TYPE", f"{kind}-{n}")
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 
 
 def main(argv: list[str]) -> int:
@@ -242,25 +255,66 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON path (default outputs/plan/<name>.json)")
     p.add_argument("--text-tokens", type=int, default=None,
                    help="T of a per-token-text model's dataset (MMDiT model.text_input=tokens)")
+    p.add_argument("--fit", action="store_true",
+                   help="search remat, mesh.fsdp and microbatches for the cheapest setting that fits")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                   help="headroom a setting must leave, fraction of HBM (default 0.10)")
+    p.add_argument("--max-microbatches", type=int, default=8, help="--fit: largest microbatch count tried")
+    p.add_argument("--max-fsdp", type=int, default=None, help="--fit: largest mesh.fsdp tried (default: all chips)")
+    p.add_argument("--max-tries", type=int, default=24, help="--fit: stop after this many compiles")
     p.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. microbatches=2)")
     args = p.parse_args(argv)
     kind, dims = parse_topology(args.topology)
-    if kind == "cpu" and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={math.prod(dims)}").strip()
+    if not 0 <= args.margin < 1:
+        from ouro.errors import UserError
+
+        raise UserError(f"--margin {args.margin}: expected a fraction of HBM in [0, 1)")
+    deviceless_env(kind, math.prod(dims))
     from ouro.config import override
     from ouro.fileio import write_json
     from ouro.paths import project_root
+    from ouro.plan import fit
+    from ouro.plan.table import pod_plan_table
     from ouro.train import preset_config
 
     cfg = override(preset_config(args.preset), args.overrides)
-    row = plan(cfg, args.topology, text_tokens=args.text_tokens)
-    row["preset"], row["overrides"] = args.preset, list(args.overrides)
-    out = args.out or project_root() / "outputs" / "plan" / f"{default_name(args.preset, args.topology, args.overrides)}.json"
+    name = default_name(args.preset, args.topology, args.overrides + (["fit"] if args.fit else []))
+    out = args.out or project_root() / "outputs" / "plan" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, row)
-    print(pod_plan_table([row]))
-    if "error" in row:
-        print(f"\nXLA: {row['error']}")
+    run = lambda c: plan(c, args.topology, text_tokens=args.text_tokens, margin=args.margin)  # noqa: E731
+    if not args.fit:
+        row = plan(cfg, args.topology, text_tokens=args.text_tokens, margin=args.margin)
+        row["preset"], row["overrides"] = args.preset, list(args.overrides)
+        write_json(out, row)
+        print(pod_plan_table([row]))
+        if "error" in row:
+            print(f"\nXLA: {row['error']}")
+        hint = fit.suggest(row, cfg)
+        if hint:
+            print(f"\ndoes not fit with {100 * args.margin:.0f}% headroom: {hint}")
+        print(f"\nouro plan: wrote {out}")
+        return 0
+    print(f"ouro plan --fit: {args.preset} on {args.topology}, cheapest first, fits = peak <= "
+          f"{100 * (1 - args.margin):.0f}% of HBM")
+    best, tried = fit.search(cfg, args.topology, run, tpu=kind != "cpu", n_devices=math.prod(dims),
+                             margin=args.margin, max_fsdp=args.max_fsdp,
+                             max_microbatches=args.max_microbatches, max_tries=args.max_tries)
+    for r in tried:
+        r["preset"], r["overrides"] = args.preset, list(args.overrides) + r["overrides"]
+    print("\n" + pod_plan_table(tried))
+    if best is None:
+        last = tried[-1] if tried else None
+        hint = fit.suggest(last, cfg) if last else ""
+        print(f"\nnothing tried fits with {100 * args.margin:.0f}% headroom"
+              + (f"; from the last row: {hint}" if hint else "")
+              + "; raise --max-microbatches / --max-fsdp / --max-tries, or plan a bigger topology")
+        write_json(out, {"fit": None, "tried": tried})
+        print(f"\nouro plan: wrote {out}")
+        return 1
+    write_json(out, best)  # the chosen setting is the report's row
+    write_json(out.with_name(out.stem + "-search.json"), {"fit": best["overrides"], "tried": tried})
+    print(f"\ncheapest that fits: {' '.join(best['overrides'])} — peak {best['peak_bytes'] / GIB:.2f} GiB, "
+          f"headroom {100 * best['headroom']:.0f}%, executed/model FLOPs {best['executed_over_model'] or 0:.3f}")
+    print(f"override line: {' '.join(best['overrides'])}")
     print(f"\nouro plan: wrote {out}")
     return 0

@@ -133,12 +133,14 @@ def _digits_smoke(**kw: Any) -> TrainConfig:
                        mesh=MeshConfig(data=1), **kw)  # one device: compiles fastest
 
 
-def _latents(model_name: str, image: int, *, remat: str = "block", microbatches: int = 1) -> TrainConfig:
+def _latents(model_name: str, image: int, *, remat: str = "none", microbatches: int = 1) -> TrainConfig:
     # The Ouroboros run: SDXL-VAE latents (32x32x4 for 256 px), global batch 1024, bf16.
     from ouro.model import preset
 
-    # bf16 compute is the model config's field (the one place that decides it); remat and
-    # microbatches are what `ouro plan` showed it takes to fit 15.75 GiB v5e chips.
+    # bf16 compute is the model config's field (the one place that decides it). remat none:
+    # `ouro plan --fit` on v5e:4x8 (xut-small, batch 1024, TREAD 0.5) fits it with PLAN_NONE
+    # headroom and executed/model FLOPs PLAN_RATIO, where block remat would pay ~1.33x FLOPs for
+    # memory the chip does not need. Other topologies: run `ouro plan --fit` (README).
     model = preset(model_name, in_channels=4, patch_size=2, dtype="bfloat16", remat=remat)
     return TrainConfig(model=model,
                        data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4,

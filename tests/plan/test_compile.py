@@ -1,7 +1,9 @@
-"""`ouro plan` on simulated CPU devices: exact parameter bytes per chip, and FSDP memory that
-goes DOWN as fsdp grows (the v5e fsdp=32 layout used 3x the temporaries of data=32)."""
+"""`ouro plan` on simulated CPU devices: exact parameter bytes per chip, FSDP memory that goes
+DOWN as fsdp grows (the v5e fsdp=32 layout used 3x the temporaries of data=32), executed
+FLOPs against the model's accounting, and `ouro plan --fit` as a user types it."""
 
 import dataclasses
+import json
 import math
 
 import jax
@@ -23,7 +25,10 @@ def rows():
                    pre_blocks=1, post_blocks=1)
     cfg = dataclasses.replace(preset_config("digits-smoke"), model=model, batch_size=64,
                               data=DataConfig(image_size=16, channels=4, context="random"))
-    return {f: plan(dataclasses.replace(cfg, mesh=MeshConfig(data=8 // f, fsdp=f)), "cpu:8") for f in FSDP}
+    rows = {f: plan(dataclasses.replace(cfg, mesh=MeshConfig(data=8 // f, fsdp=f)), "cpu:8") for f in FSDP}
+    block = dataclasses.replace(cfg, model=dataclasses.replace(model, remat="block"), mesh=MeshConfig(data=8))
+    rows["block"] = plan(block, "cpu:8")
+    return rows
 
 
 def test_plan_parameter_bytes_match_the_model_accounting(rows):
@@ -38,6 +43,25 @@ def test_plan_parameter_bytes_match_the_model_accounting(rows):
     assert flops > 0 and math.isclose(r1["step_time_lower_bound_s"], flops / 197e12)
     table = pod_plan_table([r1, r8])
     assert "| 8×1 |" in table and "| 1×8 |" in table and "lower bound" in table
+    assert r1["fits"] and "fits (≥ 10% headroom)" in table
+
+
+def test_executed_flops_equal_the_model_accounting_without_remat_and_exceed_it_with(rows):
+    # remat none: measured 0.9987. The program skips what the accounting counts but nobody
+    # needs (the input gradients of the patch embedding and the context projection: their
+    # inputs are data); elementwise work is in neither count.
+    none = rows[1]
+    assert none["executed_over_model"] == pytest.approx(1.0, abs=0.01)
+    assert none["hlo"]["unknown_trip_counts"] == 0
+    for f in FSDP:  # sharding moves weights, not work: the same FLOPs per chip
+        assert rows[f]["executed_over_model"] == pytest.approx(none["executed_over_model"], rel=0.01)
+    # block remat recomputes every block's forward in the backward pass: ~ +1/3, less the
+    # embeddings and conditioning that sit outside the blocks
+    block = rows["block"]
+    assert 1.25 < block["executed_over_model"] < 1.34, block["executed_over_model"]
+    assert block["step_time_lower_bound_s"] == pytest.approx(block["executed_flops_per_chip"] / 197e12)
+    assert block["step_time_lower_bound_s"] > none["step_time_lower_bound_s"]
+    assert none["commit"] and none["config_hash"] != block["config_hash"]
 
 
 def test_fsdp_shards_state_and_temporaries_do_not_grow(rows):
@@ -83,3 +107,20 @@ def test_plan_builds_the_batch_each_family_reads(overrides, text_tokens, fields)
         assert model_flops_per_step(cfg, ctx_len) > model_flops_per_step(cfg, 1)
         with pytest.raises(ConfigError, match="--text-tokens"):
             plan(cfg, "cpu:2")
+
+
+def test_plan_fit_cli_prints_every_candidate_and_the_knob_when_nothing_fits(tmp_path, capsys):
+    from ouro.plan.compile import main
+
+    out = tmp_path / "fit.json"
+    # a margin no setting can meet, one compile: the search reports what it tried and why
+    code = main(["--preset", "digits-smoke", "--topology", "cpu:2", "--fit", "--margin", "0.99999",
+                 "--max-tries", "1", "--out", str(out), "mesh.data=2"])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "tried model.remat=none mesh.fsdp=1 microbatches=1" in text and "executed/model" in text
+    assert "nothing tried fits with 100% headroom" in text
+    assert "the state alone" in text and "mesh.fsdp=" in text  # the knob, from the last row
+    assert "stopped after 1 compiles" in text
+    saved = json.loads(out.read_text())
+    assert saved["fit"] is None and saved["tried"][0]["remat"] == "none"

@@ -1,0 +1,163 @@
+"""Executed FLOPs of a compiled program, counted from its optimised HLO text.
+
+XLA's `compiled.cost_analysis()` counts a while loop's body once, so a scanned stack of
+layers (and the recompute remat puts inside it) is undercounted by the trip count. This
+walks `compiled.as_text()` instead: every `dot` and `convolution`, in the entry computation
+and in every computation it calls (fusions, calls, async wrappers), with a while loop's
+body multiplied by its trip count (the `known_trip_count` XLA's trip-count annotator writes
+into the loop's backend_config on CPU, GPU and TPU) and the most expensive branch of a
+conditional. The SPMD-partitioned program is per device, so the count is per chip.
+
+    dot          2 x prod(output dims) x prod(lhs contracting dims)
+    convolution  2 x prod(output dims) x prod(kernel dims) / kernel output features
+                 (TPU lowers many matmuls to convolutions; padding is counted as executed)
+
+Only matrix work is counted, as in the model's own accounting (ouro/model/accounting.py),
+so the two compare directly: executed / model = 1 without remat, > 1 with it. A custom
+call (e.g. cuDNN's fused attention) is not a dot: its FLOPs are missed and counted in
+`custom_calls`. A loop whose trip count XLA could not derive is counted once and named in
+`unknown_trip_counts`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+
+_HEADER = re.compile(r"^(?:ENTRY )?%(\S+) \((.*)\) -> .* \{$")
+_PARAM = re.compile(r"([\w.\-]+): \w+\[([\d,]*)\]")
+_ARRAY = re.compile(r"^\w+\[([\d,]*)\]")
+_CALLED = re.compile(r"\b(calls|to_apply|body|true_computation|false_computation)=%([\w.\-]+)")
+_CALLED_LIST = re.compile(r"\b(branch_computations|called_computations)=\{([^}]*)\}")
+
+
+@dataclasses.dataclass
+class HloFlops:
+    flops: float  # dot + convolution FLOPs of one execution of the program (per device)
+    dots: int  # dot / convolution instructions counted (static, not times trip counts)
+    loops: list[int]  # known trip counts of the while loops met
+    unknown_trip_counts: int  # loops counted once because XLA gave no trip count
+    custom_calls: int  # custom calls met (their FLOPs, if any, are not counted)
+
+
+def _dims(text: str) -> list[int]:
+    return [int(d) for d in text.split(",") if d]
+
+
+def _split_type(rest: str) -> tuple[str, str]:
+    """'f32[2,4]{1,0} dot(...)...' or '(s32[], f32[2]) while(...)' -> (type, 'op(...)...')."""
+    if rest.startswith("("):
+        depth = 0
+        for i, ch in enumerate(rest):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0:
+                return rest[: i + 1], rest[i + 1:].lstrip()
+    head, _, tail = rest.partition(" ")
+    return head, tail
+
+
+def _operands(call: str) -> tuple[list[str], str]:
+    """'dot(%a, %b), attrs' -> (['a', 'b'], 'attrs')."""
+    start = call.index("(")
+    depth = 0
+    for i in range(start, len(call)):
+        depth += {"(": 1, ")": -1}.get(call[i], 0)
+        if depth == 0:
+            return re.findall(r"%([\w.\-]+)", call[start:i]), call[i + 1:]
+    return [], ""
+
+
+def _attr_dims(attrs: str, key: str) -> list[int]:
+    m = re.search(rf"\b{key}=\{{([\d,]*)\}}", attrs)
+    return _dims(m.group(1)) if m else []
+
+
+def _parse(text: str) -> tuple[dict[str, list], str | None]:
+    """computation name -> [(opcode, out dims, operand dims list, attrs)], entry name."""
+    comps: dict[str, list] = {}
+    entry, current, shapes = None, None, {}
+    for line in text.splitlines():
+        header = _HEADER.match(line)
+        if header:
+            current = header.group(1)
+            comps[current] = []
+            shapes = {n: _dims(d) for n, d in _PARAM.findall(header.group(2))}
+            if line.startswith("ENTRY"):
+                entry = current
+            continue
+        if current is None or " = " not in line:
+            continue
+        lhs, rest = line.strip().split(" = ", 1)
+        name = lhs.removeprefix("ROOT ").lstrip("%")
+        typ, call = _split_type(rest)
+        arr = _ARRAY.match(typ)
+        if arr:
+            shapes[name] = _dims(arr.group(1))
+        opcode = call.split("(", 1)[0]
+        operands, attrs = _operands(call) if "(" in call else ([], "")
+        comps[current].append((opcode, shapes.get(name), [shapes.get(o) for o in operands], attrs))
+    return comps, entry
+
+
+def _instr_flops(opcode: str, out: list[int] | None, ins: list, attrs: str) -> float:
+    if out is None or not ins or ins[0] is None:
+        return 0.0
+    if opcode == "dot":
+        lhs = ins[0]
+        return 2.0 * math.prod(out) * math.prod(lhs[d] for d in _attr_dims(attrs, "lhs_contracting_dims"))
+    if opcode == "convolution" and len(ins) > 1 and ins[1] is not None:
+        labels = re.search(r"dim_labels=\w+_(\w+)->", attrs)
+        kernel = ins[1]
+        o = kernel[labels.group(1).index("o")] if labels and "o" in labels.group(1) else 1
+        return 2.0 * math.prod(out) * math.prod(kernel) / max(o, 1)
+    return 0.0
+
+
+def count(hlo_text: str) -> HloFlops:
+    """Executed dot/convolution FLOPs of an optimised HLO module (compiled.as_text())."""
+    comps, entry = _parse(hlo_text)
+    if entry is None:
+        raise ValueError("hlo_flops.count: no ENTRY computation in the HLO text")
+    stats = HloFlops(0.0, 0, [], 0, 0)
+    memo: dict[str, float] = {}
+
+    def walk(name: str, seen: tuple[str, ...]) -> float:
+        if name in memo:
+            return memo[name]
+        if name in seen or name not in comps:  # recursion cannot happen in HLO; be safe
+            return 0.0
+        total = 0.0
+        for opcode, out, ins, attrs in comps[name]:
+            flops = _instr_flops(opcode, out, ins, attrs)
+            if flops:
+                stats.dots += 1
+                total += flops
+            if opcode == "custom-call":
+                stats.custom_calls += 1
+            if opcode == "while":
+                body = re.search(r"\bbody=%([\w.\-]+)", attrs)
+                trip = re.search(r'"known_trip_count":\{"n":"(\d+)"\}', attrs)
+                if trip:
+                    stats.loops.append(int(trip.group(1)))
+                else:
+                    stats.unknown_trip_counts += 1
+                total += (int(trip.group(1)) if trip else 1) * walk(body.group(1), seen + (name,)) if body else 0
+                continue
+            for key, callee in _CALLED.findall(attrs):
+                total += walk(callee, seen + (name,))
+            for key, callees in _CALLED_LIST.findall(attrs):
+                costs = [walk(c.strip().lstrip("%"), seen + (name,)) for c in callees.split(",") if c.strip()]
+                if costs:
+                    total += max(costs) if key == "branch_computations" else sum(costs)
+        memo[name] = total
+        return total
+
+    stats.flops = walk(entry, ())
+    return stats
+
+
+def summary(stats: HloFlops) -> dict:
+    """JSON-ready fields for a plan row."""
+    return json.loads(json.dumps(dataclasses.asdict(stats)))
