@@ -132,6 +132,7 @@ def test_report_contents(tree):
     text = _build(tree, tree)
     demo_m = json.loads((tree / "outputs/demo/metrics.json").read_text())
     sha = demo_m["git"]["commit"]
+    assert demo_m["status"] == "completed"  # the vocabulary run.json and the report share
     # one runs table: every run, whatever started it, with config deltas and headline numbers
     runs = _section(text, "Runs")
     row = {ln.split("|")[1].strip(): ln for ln in runs.splitlines() if ln.startswith("| `")}
