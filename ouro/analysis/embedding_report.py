@@ -14,7 +14,7 @@ from typing import Any
 FIGURES = ("similarity_heatmap.png", "tsne_map.png", "umap_map.png", "dog_breeds.png")
 
 
-def _num(v: Any, spec: str = ".3f") -> str:
+def _num(v: Any, spec: str = ".4g") -> str:  # 4 digits: what nearest_neighbours keeps
     return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "—"
 
 
@@ -39,11 +39,11 @@ def headline_table(data: dict) -> str:
         ["within a group (*within*)", _num(oa.get("within")), _num(ob.get("within"))],
         ["across groups (*cross*)", _num(oa.get("cross")), _num(ob.get("cross"))],
         ["within / cross", _num(oa.get("ratio")), _num(ob.get("ratio"))],
-        ["within − cross, in standard deviations of all pairs", _num(oa.get("gap_z"), ".2f"), _num(ob.get("gap_z"), ".2f")],
+        ["within − cross, in standard deviations of all pairs", _num(oa.get("gap_z"), ".3g"), _num(ob.get("gap_z"), ".3g")],
         ["10 nearest neighbours in the class's own group", _pct(oa.get("knn10_purity")), _pct(ob.get("knn10_purity"))],
         ["… expected by chance", _pct(oa.get("knn10_chance")), _pct(ob.get("knn10_chance"))],
-        ["after removing the mean vector: within − cross, in standard deviations", _num(ca.get("gap_z"), ".2f"),
-         _num(cb.get("gap_z"), ".2f")],
+        ["after removing the mean vector: within − cross, in standard deviations", _num(ca.get("gap_z"), ".3g"),
+         _num(cb.get("gap_z"), ".3g")],
         ["after removing the mean vector: neighbours in own group", _pct(ca.get("knn10_purity")),
          _pct(cb.get("knn10_purity"))],
     ]
@@ -64,7 +64,7 @@ def neighbours_table(data: dict) -> str:
 
     def listed(ns: Any) -> str:
         ok = [n for n in ns or [] if isinstance(n, (list, tuple)) and len(n) == 2]
-        return ", ".join(f"{name} ({_num(sim, '.2f')})" for name, sim in ok).replace("|", "\\|") or "—"
+        return ", ".join(f"{name} ({_num(sim)})" for name, sim in ok).replace("|", "\\|") or "—"
 
     a, b = data["names"].get("neighbours") or {}, data["buggy_placeholders"].get("neighbours") or {}
     rows = [[qa, listed(na), qb, listed(nb)] for (qa, na), (qb, nb) in zip(a.items(), b.items())]

@@ -249,7 +249,11 @@ def section_scaling(ctx: Context) -> str:
         doc = {**doc, "compute": []}  # a single run's FLOP fit is its step fit rescaled: see the frontier
         parts.append(f"Form `{doc.get('formula')}`, robust log-space fit on log-binned points; "
                      f"intervals: bootstrap ({doc.get('n_boot')} refits).\n\n" + summary_table(doc))
+        smoke = {x.name: x.smoke for x in ctx.runs if x.smoke}
         for run in doc.get("runs", []):
+            if run.get("name") in smoke:
+                parts.append(f"- `{run['name']}` is a smoke run ({smoke[run['name']]}): its curve is mostly "
+                             "warm-up, so this fit says how the run started, not where it was heading.")
             flags = on_bound(run.get("params", {}), min(run.get("extrapolation", {}).get("median") or [1.0]))
             if flags:
                 parts.append(f"- **`{run['name']}`: {', '.join(flags)} on its bound** (e.g. c = 0: no loss floor "

@@ -167,10 +167,10 @@ def test_report_contents(tree):
     emb = _section(text, "Embedding analysis")
     stats = json.loads((tree / "outputs/runs/emb/embedding_stats.json").read_text())
     overall = stats["names"]["stats"]["overall"]
-    assert f"| within a group (*within*) | {overall['within']:.3f} |" in emb
+    assert f"| within a group (*within*) | {overall['within']:.4g} |" in emb
     assert f"{100 * overall['knn10_purity']:.0f}% of each class's 10 nearest neighbours" in emb
     dogs = stats["names"]["stats"]["groups"]["dogs"]
-    assert f"| dogs | 6 | {dogs['within']:.3f} | {dogs['cross']:.3f} |" in emb
+    assert f"| dogs | 6 | {dogs['within']:.4g} | {dogs['cross']:.4g} |" in emb
     assert "| dog0 | " in emb and "nearby numbers" in emb
     assert "›" not in emb and "stats_centred" not in emb and "knn10" not in emb
     assert "From run `emb-out` (`outputs/emb-out`, notebook `embedding_analysis.py`, commit `abcdef1234`)" in emb
