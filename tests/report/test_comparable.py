@@ -213,3 +213,12 @@ def test_the_committed_report_links_only_to_committed_files():
     text = (ROOT / "reports" / "Detail.md").read_text()
     _assert_links_inside(text, ROOT / "reports")
     assert "](../" not in text and "/home/" not in text
+
+
+def test_help_says_where_the_report_goes(capsys):
+    """`ouro --help` once claimed report regenerates reports/Detail.md; it writes outputs/report/."""
+    from ouro import cli
+
+    assert cli.main(["--help"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("report "))
+    assert "outputs/report/" in line and "make report: reports/" in line
