@@ -149,7 +149,7 @@ class RunDir:
             return "a notebook smoke run (smoke=True)"
         steps = self.steps_done
         if steps is not None and steps < SMOKE_STEPS:
-            return f"{steps} step{'s' if steps != 1 else ''} (< {SMOKE_STEPS})"
+            return f"{steps} step{'s' if steps != 1 else ''}, under {SMOKE_STEPS}"
         return None
 
     @property

@@ -133,7 +133,7 @@ def test_loss_curves_one_panel_row_per_dataset_autoencoder_apart(tree, built_wit
     smoke = {c["label"]: c["smoke"] for _, curves in panels for c in curves}
     assert smoke["smoke"] and not smoke["demo"]
     curves = _section(text, "Loss curves")
-    assert "smoke (dotted): `smoke` (6 steps (< 100))" in curves
+    assert "smoke (dotted): `smoke` (6 steps, under 100)" in curves
     assert "### Autoencoders" in curves and "`lat/vae`" in curves.split("### Autoencoders")[1]
     assert "figures/autoencoder_loss.png" in curves and (tree / "reports/figures/autoencoder_loss.png").is_file()
     assert "Not drawn" in curves and "`stray`" in curves
@@ -171,7 +171,7 @@ def test_frontier_fits_each_dataset_and_family_apart(built):
     assert "`demo`, `d256`" in digits and "| 2 |" in digits and "`L = a*flops^-b + c`" in digits
     assert "not fit: a compute frontier needs runs of at least two model sizes" in rows["digits 16×16×1/`dit`"]
     assert not any("lat" in k and "digits" in k for k in rows)  # latents never join the digits
-    assert "`smoke` (smoke: 6 steps (< 100))" in scal and "`lat/vae` (autoencoder loss)" in scal
+    assert "`smoke` (smoke: 6 steps, under 100)" in scal and "`lat/vae` (autoencoder loss)" in scal
     assert "compute_frontier--digits-16-16-1--xut.png" in scal
     assert "compute_frontier.png" not in scal  # the pooled figure is gone
 

@@ -159,7 +159,7 @@ def test_report_contents(tree):
         assert f"| `{name}` |" in spec and f"{param_count(cfg) / 1e6:.2f} M" in spec
     # scaling: these 6-step runs are smoke runs, left out of the frontier; single-run fits kept (steps only)
     scal = _section(text, "Scaling")
-    assert "`demo` (smoke: 6 steps (< 100))" in scal and "`wide` (smoke: 6 steps (< 100))" in scal
+    assert "`demo` (smoke: 6 steps, under 100)" in scal and "`wide` (smoke: 6 steps, under 100)" in scal
     assert "> **Not fit:** no full-length denoiser run" in scal
     b = json.loads((tree / "outputs/runs/scaling-1/scaling_fits.json").read_text())["runs"][0]["params"]["b"]
     assert f"{b:.4g}" in scal and "| flops |" not in scal
