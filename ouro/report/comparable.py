@@ -50,7 +50,10 @@ def section_curves(ctx: Any) -> str:
         return head + not_yet("no loss.csv under outputs/", "make demo")
     parts = []
     if groups:
-        panels = [(label, [{"label": r.name, "step": r.loss["step"], "loss": r.loss["loss"], "flops": r.flops,
+        def name(r: RunDir, runs: list[RunDir]) -> str:  # the family, where a panel mixes them
+            return r.name + (f" [{r.family}]" if len({x.family for x in runs}) > 1 else "")
+
+        panels = [(label, [{"label": name(r, runs), "step": r.loss["step"], "loss": r.loss["loss"], "flops": r.flops,
                             "smoke": r.smoke is not None} for r in runs]) for label, runs in groups.items()]
         lines = []
         for label, runs in groups.items():

@@ -127,11 +127,11 @@ def test_runs_carry_their_dataset_and_one_status_vocabulary(built):
 def test_loss_curves_one_panel_row_per_dataset_autoencoder_apart(tree, built_with_panels):
     text, panels = built_with_panels
     groups = {title: [c["label"] for c in curves] for title, curves in panels}
-    assert groups == {"digits 16×16×1": ["demo", "d256", "dit", "smoke"],
+    assert groups == {"digits 16×16×1": ["demo [xut]", "d256 [xut]", "dit [dit]", "smoke [xut]"],  # families mixed
                       "…/someone/px32 32×32×3": ["px"], "px32 32×32×3": ["named"],
                       "outputs/runs/lat/latents 8×8×4, latents of outputs/runs/lat/vae": ["lat/xut"]}
     smoke = {c["label"]: c["smoke"] for _, curves in panels for c in curves}
-    assert smoke["smoke"] and not smoke["demo"]
+    assert smoke["smoke [xut]"] and not smoke["demo [xut]"]
     curves = _section(text, "Loss curves")
     assert "smoke (dotted): `smoke` (6 steps, under 100)" in curves
     assert "### Autoencoders" in curves and "`lat/vae`" in curves.split("### Autoencoders")[1]
