@@ -10,8 +10,9 @@ kernel (a `__cudnn$fmha` custom call in the optimised HLO; ouro/nn/attention.py 
 for bf16 on GPU).
 
 Not on a GPU, the same code runs a tiny stand-in (xut-tiny at 16x16x4, per-device batch 2
-and 4) to check the path, says so in `device_note`, and reports no MFU: a CPU has no
-datasheet peak here (the CPU benches quote a same-process matmul instead).
+and 4, float32: XLA:CPU compiles bf16 several times slower) to check the path, says so in
+`device_note`, and reports no MFU: a CPU has no datasheet peak here (the CPU benches quote
+a same-process matmul instead).
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from typing import Any
 import jax
 import numpy as np
 
-GPU_CASES = ("xut-small", 32, (32, 64, 128))  # preset, latent size, per-device batches
-CPU_CASES = ("xut-tiny", 16, (2, 4))
+GPU_CASES = ("xut-small", 32, (32, 64, 128), "bfloat16")  # preset, latent size, per-device batches, dtype
+CPU_CASES = ("xut-tiny", 16, (2, 4), "float32")
 STEPS, WARMUP = 10, 2
 
 
-def _config(preset_name: str, size: int, batch: int):
+def _config(preset_name: str, size: int, batch: int, dtype: str, model_kw: dict | None = None):
     from ouro.model import preset
     from ouro.train.config import DataConfig, MeshConfig, TrainConfig
 
-    model = preset(preset_name, in_channels=4, patch_size=2, dtype="bfloat16", remat="none")
+    model = preset(preset_name, in_channels=4, patch_size=2, dtype=dtype, remat="none", **(model_kw or {}))
     return TrainConfig(model=model, data=DataConfig(context="random", image_size=size, channels=4,
                                                     ctx_dim=model.ctx_dim),
                        mesh=MeshConfig(), batch_size=batch, steps=1000, tread_rate=0.5,
@@ -50,15 +51,18 @@ def _peak_memory(compiled: Any) -> tuple[int | None, str]:
     return int(size), "compiled memory_analysis (this backend keeps no allocator statistics)"
 
 
-def bench_batch(preset_name: str, size: int, per_device: int, steps: int = STEPS) -> dict[str, Any]:
+def bench_batch(preset_name: str, size: int, per_device: int, dtype: str = "bfloat16",
+                steps: int = STEPS, model_kw: dict | None = None) -> dict[str, Any]:
     from ouro import sharding as shd
     from ouro.plan.peaks import chip_peak
     from ouro.train.loop import model_train_flops
     from ouro.train.step import build_trainer
 
-    n = jax.local_device_count()
-    cfg = _config(preset_name, size, per_device * n)
-    mesh = shd.make_mesh(devices=jax.local_devices())
+    # every local GPU, data parallel; one device elsewhere (simulated CPU devices share cores)
+    devices = jax.local_devices() if jax.default_backend() == "gpu" else jax.local_devices()[:1]
+    n = len(devices)
+    cfg = _config(preset_name, size, per_device * n, dtype, model_kw)
+    mesh = shd.make_mesh(devices=devices)
     trainer = build_trainer(cfg, mesh)
     rng = np.random.default_rng(0)
     batch = shd.global_batch({
@@ -84,7 +88,7 @@ def bench_batch(preset_name: str, size: int, per_device: int, steps: int = STEPS
     mem, mem_source = _peak_memory(compiled)
     hlo = compiled.as_text()
     row = {"preset": preset_name, "latent": f"{size}x{size}x4", "devices": n, "per_device_batch": per_device,
-           "global_batch": cfg.batch_size, "dtype": "bfloat16", "tread_rate": cfg.tread_rate, "remat": "none",
+           "global_batch": cfg.batch_size, "dtype": dtype, "tread_rate": cfg.tread_rate, "remat": "none",
            "compile_s": compile_s, "steps_timed": steps, "median_s": med, "min_s": best,
            "images_per_s": cfg.batch_size / med, "model_flops_per_step": flops,
            "model_flops_per_s": flops / med, "mfu": flops / med / (peak[0] * n) if peak else None,
@@ -98,16 +102,18 @@ def bench_batch(preset_name: str, size: int, per_device: int, steps: int = STEPS
     return row
 
 
-def run(steps: int = STEPS, cases: tuple | None = None) -> dict[str, Any]:
+def run(steps: int = STEPS, cases: tuple | None = None, model_kw: dict | None = None) -> dict[str, Any]:
+    """The GPU cases (or the CPU stand-in); `cases` = (preset, latent size, per-device batches,
+    dtype) and `model_kw` (XUTConfig fields) replace them, e.g. for a smaller test model."""
     on_gpu = jax.default_backend() == "gpu"
-    preset_name, size, batches = cases or (GPU_CASES if on_gpu else CPU_CASES)
+    preset_name, size, batches, dtype = cases or (GPU_CASES if on_gpu else CPU_CASES)
     device = jax.local_devices()[0]
     note = (f"GPU: {device.device_kind}" if on_gpu else
             f"not a GPU ({jax.default_backend()}: {device.device_kind}): a tiny stand-in ({preset_name}, "
-            f"{size}x{size}x4) checks the code path; its times and memory say nothing about a GPU")
+            f"{size}x{size}x4, {dtype}) checks the code path; its times and memory say nothing about a GPU")
     print(f"[bench gpu] {note}", flush=True)
     out: dict[str, Any] = {"device_note": note, "on_gpu": on_gpu, "cases": {}}
     for b in batches:
-        out["cases"][f"{preset_name}_b{b}"] = bench_batch(preset_name, size, b, steps)
+        out["cases"][f"{preset_name}_b{b}"] = bench_batch(preset_name, size, b, dtype, steps, model_kw)
     return out
 

@@ -138,9 +138,10 @@ def _latents(model_name: str, image: int, *, remat: str = "none", microbatches: 
     from ouro.model import preset
 
     # bf16 compute is the model config's field (the one place that decides it). remat none:
-    # `ouro plan --fit` on v5e:4x8 (xut-small, batch 1024, TREAD 0.5) fits it with PLAN_NONE
-    # headroom and executed/model FLOPs PLAN_RATIO, where block remat would pay ~1.33x FLOPs for
-    # memory the chip does not need. Other topologies: run `ouro plan --fit` (README).
+    # the deviceless v5e:4x8 compile (xut-small, batch 1024, TREAD 0.5; e4a654a) fits it in
+    # 3.54 GiB state + 7.19 GiB temporaries = 10.73 GiB (32% headroom); block remat (6.49 GiB)
+    # would pay ~1.33x executed FLOPs for memory the chip does not need. Other topologies and
+    # batches: `ouro plan --fit` picks the cheapest setting (README, "Pod scale").
     model = preset(model_name, in_channels=4, patch_size=2, dtype="bfloat16", remat=remat)
     return TrainConfig(model=model,
                        data=DataConfig(kind="sharded", context="gemma", image_size=image, channels=4,

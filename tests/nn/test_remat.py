@@ -75,9 +75,9 @@ def test_policies_keep_less_as_they_recompute_more(capsys):
     assert device["none"] > device["matmuls"] > device["attn"] > device["block"] > 0, saved
     assert all(saved[r]["<host>"] == 0 for r in REMAT_NAMES if r != "offload"), saved
     # offload keeps what attn keeps, its named activations in host memory: the device keeps
-    # only the layer inputs, as block does
+    # no more than block's layer inputs
     assert sum(saved["offload"].values()) == device["attn"], saved
-    assert device["offload"] == device["block"] and saved["offload"]["<host>"] > 0, saved
+    assert device["offload"] <= device["block"] and saved["offload"]["<host>"] > 0, saved
 
 
 def test_unknown_policy_is_named():

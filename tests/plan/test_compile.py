@@ -58,7 +58,7 @@ def test_executed_flops_equal_the_model_accounting_without_remat_and_exceed_it_w
     # block remat recomputes every block's forward in the backward pass: ~ +1/3, less the
     # embeddings and conditioning that sit outside the blocks
     block = rows["block"]
-    assert 1.25 < block["executed_over_model"] < 1.34, block["executed_over_model"]
+    assert 1.25 < block["executed_over_model"] < 1.36, block["executed_over_model"]
     assert block["step_time_lower_bound_s"] == pytest.approx(block["executed_flops_per_chip"] / 197e12)
     assert block["step_time_lower_bound_s"] > none["step_time_lower_bound_s"]
     assert none["commit"] and none["config_hash"] != block["config_hash"]
