@@ -25,7 +25,7 @@ def test_presets_and_overrides():
         preset_config("imagenet-9000")
     big = preset_config("xut-small-256")
     assert big.model.dim == 896 and big.batch_size == 1024 and big.model.dtype == "bfloat16"
-    assert big.model.remat == "block"  # what `ouro plan` showed v5e:4x8 needs at batch 1024
+    assert big.model.remat == "none"  # `ouro plan`: v5e:4x8 at batch 1024 fits without remat
     assert not hasattr(big, "dtype")  # one place decides the compute dtype: the model config
 
 
