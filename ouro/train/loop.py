@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -31,7 +30,8 @@ from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
 from ouro.train.inputs import make_input
 from ouro.train.metrics import CSVLog, Sinks
-from ouro.train.runlock import RunLock
+from ouro.train.run_record import RunRecord
+from ouro.train.runlock import lock_for
 from ouro.train.optim import lr_rules, reference_lr
 from ouro.train.step import NEVER, ModelFactory, build_trainer, read_and_reset_acc
 
@@ -59,20 +59,24 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     tests and time-boxed notebook runs; a rerun resumes from there.
     """
     validate(cfg, jax.device_count())
-    writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir and "://" not in cfg.ckpt_dir else [])
+    from ouro.data.storage import check_reachable
+
+    check_reachable(cfg.out_dir, cfg.ckpt_dir, cfg.data.path)  # gs://: one line naming the URL, before compiling
+    writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir else [])
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(StopFlag())
         for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
-            stack.enter_context(RunLock(directory, enabled=jax.process_index() == 0))
+            stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0))
         return _train(cfg, make_model, stop_after, stop)
 
 
 def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
            stop: StopFlag) -> dict[str, Any]:
     t_start = time.time()
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
+    # gs:// out_dir: the record is staged locally and synced as whole objects (run_record.py)
+    record = RunRecord(cfg.out_dir, primary=is_main)
+    out = record.local
 
     # -- mesh, input, model ------------------------------------------------------------
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.fsdp)
@@ -90,7 +94,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
 
     # -- restore or init ---------------------------------------------------------------
     keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
-    ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts,
+    ckpt = Checkpointer(cfg.ckpt_dir or record.child("checkpoints"), keep=cfg.keep_ckpts,
                         keep_every=keep_every)
     restored = ckpt.restore_latest(trainer.abstract_state, trainer.state_shardings)
     resumed_from = None if restored is None else restored[2]
@@ -106,6 +110,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     steps_per_epoch = data.steps_per_epoch
 
     def save(step: int) -> None:
+        record.sync()  # loss.csv on gs:// holds every row up to `step` before its checkpoint exists
         ckpt.save(step, state, {"data": data.state(), "step": step,
                                 "epoch": step // steps_per_epoch, "name": cfg.name})
 
@@ -140,6 +145,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
                "mfu": f"{ips * flops_img / peak:.4g}" if peak else "", "timestamp": f"{stamp:.3f}"}
         if csv_log is not None:
             csv_log.write(row)
+            record.maybe_sync()
             sinks.log({"loss": m["loss"], "lr": reference_lr(cfg, step - 1, dim), "grad_norm": m["grad_norm"],
                        "images_per_s": ips, "model_flops_per_s": ips * flops_img,
                        **({"mfu": ips * flops_img / peak} if peak else {}),
@@ -198,7 +204,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         if rows:
             last = {**last, "loss": rows[-1]["loss"]}
     summary: dict[str, Any] = {
-        "name": cfg.name, "out_dir": str(out), "global_step": step, "steps": cfg.steps,
+        "name": cfg.name, "out_dir": record.out_dir, "global_step": step, "steps": cfg.steps,
         "finished": step >= cfg.steps, "stopped_by": stopped_by, "resumed_from": resumed_from,
         "final_loss": last["loss"], "loss_t_bins": last["loss_t_bins"],
         "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
@@ -230,4 +236,5 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         sinks.finish()
     if is_main:
         write_json(out / "metrics.json", summary)
+        record.sync()
     return summary

@@ -102,3 +102,13 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def lock_for(directory: str | os.PathLike, *, enabled: bool = True) -> Any:
+    """The run lock for a directory: flock on a local path, a conditional object on gs://
+    (ouro/train/gcs_lock.py)."""
+    if "://" in str(directory) and not str(directory).startswith("file://"):
+        from ouro.train.gcs_lock import GcsRunLock
+
+        return GcsRunLock(str(directory), enabled=enabled)
+    return RunLock(directory, enabled=enabled)
