@@ -164,3 +164,31 @@ def check_reachable(*paths: str | os.PathLike | None) -> None:
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise UserError(f"{path}: cannot reach the storage endpoint {endpoint} ({reason})") from None
+
+
+def local_copy(url: str, *, skip: tuple[str, ...] = ("checkpoints/", "run.lock", "xla-cache/")) -> Any:
+    """A local mirror of an object or a tree of objects (run records: loss.csv, metrics.json,
+    config.json, PNGs), for readers that take paths (`ouro fit`, `ouro report`): under
+    $OURO_CACHE/remote/<bucket>/<key>, refreshed on every call; checkpoints are left on the
+    bucket (Orbax reads them there). Objects are whole, so each copied file is consistent."""
+    import shutil
+    from pathlib import Path
+
+    fs = filesystem(url)
+    url = url.rstrip("/")
+    dest = Path(os.environ.get("OURO_CACHE") or Path.home() / ".cache" / "ouro") / "remote" / url.split("://", 1)[1]
+    fs.invalidate_cache()
+    if fs.isfile(url):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(url, str(dest))
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    files = walk_files(url)
+    if not files:
+        raise FileNotFoundError(f"{url}: no such object or directory")
+    for rel in files:
+        if rel.startswith(skip) or any(f"/{s}" in f"/{rel}" for s in skip if s.endswith("/")):
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(f"{url}/{rel}", str(dest / rel))
+    return dest

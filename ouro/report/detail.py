@@ -361,12 +361,14 @@ def main(argv: list[str]) -> int:
     root = project_root()
     p = argparse.ArgumentParser(prog="ouro report", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--outputs", type=Path, default=root / "outputs", help="where the runs are")
+    p.add_argument("--outputs", default=root / "outputs", help="where the runs are (a directory or gs://...)")
     p.add_argument("--reports", type=Path, default=root / "outputs" / "report",
                    help="where Detail.md + figures/ go (reports/ for the committed snapshot)")
     args = p.parse_args(argv)
     args.reports.mkdir(parents=True, exist_ok=True)
-    text, kept = build(args.outputs, args.reports, root)
+    from ouro.report.runs import local_outputs
+
+    text, kept = build(local_outputs(args.outputs), args.reports, root)
     out = args.reports / "Detail.md"
     write_text(out, text)
     shown = out.resolve().relative_to(Path.cwd().resolve()) if out.resolve().is_relative_to(Path.cwd().resolve()) else out

@@ -90,6 +90,7 @@ class Checkpointer:
         self.primary = jax.process_index() == 0
         self.warnings: list[str] = []  # fallbacks taken by restore_latest, for metrics.json
         self._pending: int | None = None  # step of the save in flight, not yet confirmed
+        self.confirmed: int | None = None  # newest step known whole (saved+confirmed, or restored)
         # No Orbax preservation policy: Orbax would prune older steps even when the new
         # save failed; we prune in _confirm, once the new step is known to be whole.
         self.manager = ocp.CheckpointManager(
@@ -135,6 +136,7 @@ class Checkpointer:
         if not path.exists():  # Orbax logs a failed async commit but does not raise it
             self.manager.reload()
             raise self._save_failed(step, "the save did not complete")
+        self.confirmed = step
         if self.primary:
             try:
                 ckpt_verify.record(path)
@@ -194,6 +196,7 @@ class Checkpointer:
                 state, meta = self.restore(abstract_state, shardings, step)
                 if not isinstance(meta, dict) or "data" not in meta:
                     raise ckpt_verify.CorruptCheckpoint(f"meta has no data position: {meta!r:.80}")
+                self.confirmed = step
                 return state, meta, step
             except CheckpointMismatch:
                 raise

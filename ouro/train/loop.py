@@ -29,6 +29,7 @@ from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
 from ouro.train.inputs import make_input
+from ouro.train.host_watch import HostWatch, agreed
 from ouro.train.metrics import CSVLog, Sinks
 from ouro.train.run_record import RunRecord
 from ouro.train.runlock import lock_for
@@ -65,8 +66,10 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir else [])
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(StopFlag())
-        for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
-            stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0))
+        stack.enter_context(HostWatch(cfg.host_timeout_s))  # a lost pod host: one line, no hang
+        with agreed("run-lock"):  # a refusal on process 0 stops every host at once
+            for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
+                stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0))
         return _train(cfg, make_model, stop_after, stop)
 
 
@@ -96,6 +99,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
     ckpt = Checkpointer(cfg.ckpt_dir or record.child("checkpoints"), keep=cfg.keep_ckpts,
                         keep_every=keep_every)
+    HostWatch.current_checkpoints = ckpt  # a lost host's message names its confirmed step
     restored = ckpt.restore_latest(trainer.abstract_state, trainer.state_shardings)
     resumed_from = None if restored is None else restored[2]
     if restored is not None:

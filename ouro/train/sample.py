@@ -170,15 +170,17 @@ def load_for_sampling(run_dir: str | Path, *, step: int | None = None, use_ema: 
     from ouro.train.config import from_dict
     from ouro.train.step import build_trainer
 
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    if not path.exists():
+    from ouro.data import storage
+
+    run_dir = str(run_dir)  # a local directory or gs://... (config.json read, checkpoints restored there)
+    path = storage.join(run_dir, "config.json")
+    if not storage.exists(path):
         raise FileNotFoundError(f"{path}: not a training run directory (no config.json)")
-    saved = json.loads(path.read_text())
+    saved = json.loads(storage.read_bytes(path))
     cfg = from_dict(saved["train"], family=saved.get("model_family", "xut"))
     mesh = shd.make_mesh(devices=jax.devices()[:1])
     trainer = build_trainer(cfg, mesh, make_model)
-    ckpt = Checkpointer(cfg.ckpt_dir or run_dir / "checkpoints", keep=cfg.keep_ckpts)
+    ckpt = Checkpointer(cfg.ckpt_dir or storage.join(run_dir, "checkpoints"), keep=cfg.keep_ckpts)
     state, _ = ckpt.restore(trainer.abstract_state, trainer.state_shardings, step)
     ckpt.close()
     class_ctx = None

@@ -69,7 +69,12 @@ def main(argv: list[str]) -> int:
         from ouro.vae import load_autoencoder
 
         images = load_autoencoder(autoencoder).decode(images)
-    out = Path(args.out) if args.out else Path(args.ckpt) / f"samples_step{s.step}_cfg{args.cfg:g}_{args.method}{args.steps}.png"
+    record = None
+    if not args.out:  # beside the run; a gs:// run: staged locally, then uploaded into it
+        from ouro.train.run_record import RunRecord
+
+        record = RunRecord(args.ckpt)
+    out = Path(args.out) if args.out else record.local / f"samples_step{s.step}_cfg{args.cfg:g}_{args.method}{args.steps}.png"
     meta = {"train_step": str(s.step), "sampler": f"{args.method} {args.steps} steps", "cfg_scale": f"{args.cfg:g}",
             "seed": str(args.seed), "run": str(args.ckpt)}
     prompts = [args.prompt[k] if args.prompt else f"class {k}" for k in labels.tolist()]
@@ -83,7 +88,10 @@ def main(argv: list[str]) -> int:
                   title=f"step {s.step}, {args.method} {args.steps} steps, CFG {args.cfg:g}")
     else:  # colour: the RGB grid (prompts in its metadata) also at the grid path
         write_bytes(out, paths[-1].read_bytes())
-    print(f"wrote {out} and {len(images)} images in {out.with_suffix('')}/")
+    if record is not None and record.url:
+        record.sync()
+        out = f"{record.url}/{out.name}"
+    print(f"wrote {out} and {len(images)} images in {str(out).removesuffix('.png')}/")
     return 0
 
 
@@ -91,7 +99,10 @@ def load_run(run_dir: str, step: int | None):
     """load_for_sampling, with a missing run or checkpoint reported as one line."""
     from ouro.train.sample import load_for_sampling
 
-    if not (Path(run_dir) / "config.json").is_file():
+    from ouro.data import storage
+
+    storage.check_reachable(run_dir)  # gs://: bucket, endpoint, credentials - one line
+    if not storage.exists(storage.join(run_dir, "config.json")):
         raise UserError(f"--ckpt {run_dir}: not a training run directory (no config.json)")
     try:
         return load_for_sampling(run_dir, step=step)

@@ -56,21 +56,32 @@ def reference(tmp_path_factory, gcs_emulator):
     return out
 
 
-def test_run_on_gs_survives_losing_the_local_disk(gcs_emulator, reference, tmp_path, monkeypatch, capsys):
-    from ouro.train.run_record import RunRecord
-
-    monkeypatch.setenv("OURO_CACHE", str(tmp_path / "cache"))
+@pytest.fixture(scope="module")
+def gs_run(gcs_emulator, tmp_path_factory):
+    """A run on the bucket: stopped at step 6, the local staging disk wiped, resumed to 8."""
+    tmp = tmp_path_factory.mktemp("gs-run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OURO_CACHE", str(tmp / "cache"))
     url = "gs://ouro-test/runs/gone"
     fs = fsspec.filesystem("gs")
     first = train(_cfg(url), stop_after=6)  # checkpoint 4 + the stop's 6
-    assert first["global_step"] == 6 and first["out_dir"] == url
-    assert fs.exists(f"{url}/checkpoints/6/commit_success.txt")
-    assert [r["global_step"] for r in read_csv(_local(fs, f"{url}/loss.csv", tmp_path))] == [2, 4, 6]
-    assert not fs.exists(f"{url}/run.lock")  # released
-    shutil.rmtree(tmp_path / "cache")  # the VM is gone, its disk with it
+    rows_after_stop = read_csv(_local(fs, f"{url}/loss.csv", tmp))
+    lock_left = fs.exists(f"{url}/run.lock")
+    shutil.rmtree(tmp / "cache")  # the VM is gone, its disk with it
     rest = train(_cfg(url))
+    yield url, first, rows_after_stop, lock_left, rest, tmp
+    mp.undo()
+
+
+def test_run_on_gs_survives_losing_the_local_disk(gs_run, reference):
+    from ouro.train.run_record import RunRecord
+
+    url, first, rows_after_stop, lock_left, rest, tmp = gs_run
+    fs = fsspec.filesystem("gs")
+    assert first["global_step"] == 6 and first["out_dir"] == url
+    assert [r["global_step"] for r in rows_after_stop] == [2, 4, 6] and not lock_left  # lock released
     assert rest["resumed_from"] == 6 and rest["finished"]
-    got = read_csv(_local(fs, f"{url}/loss.csv", tmp_path))
+    got = read_csv(_local(fs, f"{url}/loss.csv", tmp))
     want = read_csv(reference / "loss.csv")
     assert [r["global_step"] for r in got] == [r["global_step"] for r in want] == [2, 4, 6, 8]
     assert [r["loss"] for r in got] == [r["loss"] for r in want]  # bit-identical history
@@ -84,6 +95,22 @@ def test_run_on_gs_survives_losing_the_local_disk(gcs_emulator, reference, tmp_p
     for k, v in ref_arrays.items():
         np.testing.assert_array_equal(arrays[k], v, err_msg=k)
     assert RunRecord(url).local.joinpath("loss.csv").exists()  # a reader's pull
+
+
+def test_readers_take_gs_runs(gs_run, tmp_path, capsys):
+    """`ouro fit`, `ouro report` and `ouro sample --ckpt` on the bucket's run."""
+    from ouro.cli import main as ouro
+
+    url = gs_run[0]
+    fs = fsspec.filesystem("gs")
+    assert ouro(["fit", f"{url}/loss.csv", "--out", str(tmp_path / "fit"), "--n-boot", "5"]) == 0
+    fits = json.loads((tmp_path / "fit" / "scaling_fits.json").read_text())
+    assert "gone" in json.dumps(fits)
+    assert ouro(["report", "--outputs", "gs://ouro-test", "--reports", str(tmp_path / "rep")]) == 0
+    assert "runs/gone" in (tmp_path / "rep" / "Detail.md").read_text()
+    assert ouro(["sample", "--ckpt", url, "--class", "3", "--per-class", "2", "--steps", "2"]) == 0
+    fs.invalidate_cache()
+    assert fs.glob(f"{url}/samples_step8_cfg3_euler2.png")
 
 
 def _local(fs, url, tmp_path):
