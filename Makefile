@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test faults bench clean lab report gemma-env gemma-parity
+.PHONY: setup demo test faults bench clean lab report gemma-env gemma-parity pod-sim
 
 # JupyterLab opens the percent .py notebooks as notebooks (jupytext viewer) with no
 # environment variable: the repo's lab settings are installed into the venv's config dir.
@@ -36,6 +36,12 @@ test: setup
 # The fault-injection suite with 10 seeded trials per randomised fault (make test runs 1).
 faults: setup
 	OURO_FAULT_TRIALS=10 $(PY) -m pytest -q -m faults tests/faults
+
+# Pod in a box: 4 host processes (jax.distributed, 2 CPU devices each), each in its own mount
+# namespace, sharing nothing but ouro's GCS emulator; every trial (preemption, a lost host,
+# resume on 2 hosts, damaged checkpoints, a second run, storage errors), then a table.
+pod-sim: setup
+	$(PY) -m ouro.sim --hosts 4 --table outputs/pod-sim/table.md
 
 bench: setup
 	$(PY) -m ouro.bench

@@ -27,20 +27,22 @@ ckpt_dir: str = ""  # empty: out_dir/checkpoints; else a local or gs:// director
 wandb: bool | None = None  # Weights and Biases on/off; None: as in the preset (offline unless WANDB_MODE)
 overrides: list[str] = []  # further config overrides as strings in the syntax of ouro.config.override
 smoke: bool = False  # True: the digits-smoke preset, 4 steps, no sample scoring (CI)
-out_dir: str = ""  # run directory (empty: outputs/runs/training)
+out_dir: str = ""  # run directory, local or gs://bucket/runs/NAME (pods); empty: outputs/runs/training
 
 # %%
 from IPython.display import Image, Markdown, display
 
 from ouro.analysis.scaling_plot import plot_loss
 from ouro.config import override
+from ouro.data.storage import local_copy
 from ouro.report.markdown import render_json_table
 from ouro.paths import project_path, resolve_out_dir
 from ouro.sharding import init_distributed
 from ouro.train import preset_config, train
 
 init_distributed()  # multi-host pods: before anything touches the devices; no-op on one host
-out = resolve_out_dir(out_dir, "training")
+# a gs:// out_dir (pods) stays a URL: the run record lives on the bucket (README "Pod runs on gs://")
+out = out_dir if "://" in out_dir else resolve_out_dir(out_dir, "training")
 
 # %% [markdown]
 # ## Configuration
@@ -72,8 +74,9 @@ display(Markdown(render_json_table({k: v for k, v in summary.items() if k not in
 # ## Loss curve, samples and scores
 
 # %%
-display(Image(filename=str(plot_loss([out / "loss.csv"], out / "loss.png", title=cfg.name))))
-if (out / "samples.png").exists():
-    display(Image(filename=str(out / "samples.png")))
+local = local_copy(out) if "://" in str(out) else out  # the figures read a local copy of a gs:// record
+display(Image(filename=str(plot_loss([local / "loss.csv"], local / "loss.png", title=cfg.name))))
+if (local / "samples.png").exists():
+    display(Image(filename=str(local / "samples.png")))
 if "eval" in summary:
     display(Markdown(render_json_table(summary["eval"])))

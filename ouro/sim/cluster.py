@@ -111,19 +111,23 @@ class Pod:
         env.update(extra or {})
         return {k_: v for k_, v in env.items() if v is not None}
 
-    def argv(self, i: int, command: list[str]) -> list[str]:
-        inner = [sys.executable, "-m", "ouro.sim.host", "--host", str(i), "--", *command]
+    def argv(self, i: int, command: list[str], shell: str | None = None) -> list[str]:
+        inner = [sys.executable, "-m", "ouro.sim.host", "--host", str(i)]
+        inner += ["--shell", shell] if shell else ["--", *command]
         if not self.isolate:
             return inner
         # its own hostname must resolve (gloo binds to it): a private /etc/hosts, bind-mounted
         setup = (f"mount -t tmpfs -o size=4g tmpfs /tmp && hostname sim-host-{i} && "
                  f"cp /etc/hosts /tmp/.hosts && echo '127.0.0.1 sim-host-{i}' >> /tmp/.hosts && "
                  "mount --bind /tmp/.hosts /etc/hosts && "
-                 "mkdir -p /tmp/home /tmp/work /tmp/cache && cd /tmp/work && exec \"$@\"")
+                 "mkdir -p /tmp/home /tmp/work /tmp/cache && cd /tmp/work && "
+                 # `gcloud ssh --command 'cd ~/ouro && ...'`: the checkout at ~/ouro, its outputs/ private
+                 f"ln -s {REPO} /tmp/home/ouro && mkdir -p {REPO}/outputs && mount -t tmpfs tmpfs {REPO}/outputs && "
+                 "exec \"$@\"")
         return ["unshare", "-m", "-u", "--propagation", "private", "sh", "-c", setup, "sh", *inner]
 
     def launch(self, command: list[str], *, hosts: int | None = None, tag: str = "run",
-               env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+               env: dict[str, str] | None = None, shell: str | None = None) -> list[subprocess.Popen]:
         """Start `ouro <command>` on every host (or the first `hosts`); logs in workdir/logs."""
         k = hosts or self.k
         port = free_port()
@@ -138,7 +142,7 @@ class Pod:
             else:
                 cwd = self.workdir
             log = open(logs / f"{self.launches:02d}-{tag}-host{i}.log", "wb")
-            p = subprocess.Popen(self.argv(i, command), env=self.env(i, port, k=k, extra=env), cwd=cwd,
+            p = subprocess.Popen(self.argv(i, command, shell), env=self.env(i, port, k=k, extra=env), cwd=cwd,
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             p.log_path = log.name  # type: ignore[attr-defined]
             procs.append(p)

@@ -58,12 +58,15 @@ def _slow_steps(delay: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ouro.sim.host")
     ap.add_argument("--host", required=True, help="this host's index")
+    ap.add_argument("--shell", help="run this shell command instead (what `gcloud ... ssh --command` runs)")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- then an `ouro` command line")
     a = ap.parse_args(argv)
     shared = claim(a.host, host_local_dirs())
     if shared:
         print(f"ouro sim host {a.host}: error: {shared}: hosts must share nothing but gs://", file=sys.stderr)
         return 4
+    if a.shell:
+        os.execvp("sh", ["sh", "-c", a.shell])
     if os.environ.get("OURO_SIM_STEP_DELAY_S"):
         _slow_steps(float(os.environ["OURO_SIM_STEP_DELAY_S"]))
     from ouro.cli import main as ouro

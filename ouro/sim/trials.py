@@ -283,6 +283,52 @@ def trial_no_credentials(sim: Sim) -> Outcome:
                  "GOOGLE_AUTH_TOKEN_FOR_TESTING": None})
 
 
+def trial_pod_run(sim: Sim) -> Outcome:
+    """`ouro pod-run --execute` through a fake gcloud whose ssh --worker=all starts the hosts:
+    preempted (SIGTERM to the slice) after its first checkpoint, rerun, resumed."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from ouro.sim.fake_gcloud import install
+
+    name = "pod-run"
+    install(sim.workdir / "bin")
+    env = {**os.environ, "PATH": f"{sim.workdir / 'bin'}:{os.environ['PATH']}", "OURO_SIM_WORKDIR": str(sim.workdir),
+           "OURO_SIM_EMULATOR": sim.pod.emulator_url, "OURO_SIM_HOSTS": str(sim.k),
+           "OURO_SIM_STEP_DELAY_S": str(sim.step_delay_s)}
+    cmd = [sys.executable, "-m", "ouro", "pod-run", "notebooks/training.py", "--tpu", "box", "--zone", "local",
+           "--run-name", name, "-p", "preset", "latents-smoke", "-p", "data", f"gs://{BUCKET}/data",
+           "-p", "out_dir", sim.run_url(name), "-p", "mesh", f"[{sim.k * sim.pod.devices // 2}, 2]",
+           "-p", "steps", str(STEPS), "-p", "batch_size", "16", "--execute"]
+    log = open(sim.workdir / "logs" / "pod-run.log", "ab")
+
+    def pod_run() -> subprocess.Popen:
+        return subprocess.Popen(cmd, env=env, cwd=str(Path(__file__).resolve().parents[2]), stdout=subprocess.PIPE,
+                                stderr=log, start_new_session=True)
+
+    first = pod_run()
+    if not sim.wait_for(f"{sim.run_url(name)}/checkpoints/{CKPT_EVERY}/commit_success.txt", [first], timeout=900):
+        first.kill()
+        return Outcome(name, False, f"no checkpoint {CKPT_EVERY}: {first.communicate()[0].decode()[-600:]}")
+    os.killpg(first.pid, signal.SIGTERM)  # the slice is preempted: gcloud passes it to every host
+    out1 = first.communicate(timeout=600)[0].decode()
+    second = pod_run()
+    out2 = second.communicate(timeout=1800)[0].decode()
+    printed = out2.splitlines()[0] if out2 else ""
+    calls = (sim.workdir / "gcloud-calls.log").read_text().splitlines()
+    executed = shlex.join(["gcloud", *json.loads(calls[-1])]) if calls else ""
+    metrics = json.loads(sim.fs().cat(f"{sim.run_url(name)}/metrics.json"))
+    if second.returncode != 0 or printed != executed or not metrics.get("finished") or not metrics.get("resumed_from"):
+        return Outcome(name, False, f"rerun exit {second.returncode}, printed==executed {printed == executed}, "
+                                    f"resumed_from {metrics.get('resumed_from')}; {out2[-500:]}")
+    diff = _same_as_reference(sim, name)
+    return Outcome(name, not diff, diff or f"printed command == executed gcloud argv; preempted (first pod-run exit "
+                                           f"{first.returncode}), the rerun resumed from step {metrics['resumed_from']} "
+                                           f"and finished identical to the uninterrupted run")
+
+
 TRIALS: dict[str, Callable[[Sim], Outcome]] = {
     "reference": trial_reference,
     "preempt-all": trial_preempt_all,
@@ -295,8 +341,9 @@ TRIALS: dict[str, Callable[[Sim], Outcome]] = {
     "bucket-missing": trial_bucket_missing,
     "emulator-down": trial_emulator_down,
     "no-credentials": trial_no_credentials,
+    "pod-run": trial_pod_run,
 }
-NEEDS_REFERENCE = {"preempt-all", "preempt-one", "lost-host", "resume-half", "damaged-deleted", "damaged-truncated"}
+NEEDS_REFERENCE = {"pod-run", "preempt-all", "preempt-one", "lost-host", "resume-half", "damaged-deleted", "damaged-truncated"}
 
 
 def table(outcomes: list[Outcome]) -> str:

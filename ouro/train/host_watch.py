@@ -62,11 +62,14 @@ class HostWatch:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if self.active:
             self._stop.set()
+            # a host that finished is not lost; one that failed is, at once (the others would
+            # wait for it in their next collective)
+            failed = exc_type is not None and not issubclass(exc_type, UserError)
             with contextlib.suppress(Exception):
-                self._beat("done")  # finished hosts are not lost hosts
+                self._beat(f"failed:{exc_type.__name__}" if failed else "done")
 
     def _beat(self, value: str) -> None:
         _client().key_value_set(f"{_PREFIX}{self.me}", f"{value} {socket.gethostname()} {os.getpid()}",
@@ -94,6 +97,9 @@ class HostWatch:
                 value = entries.get(f"{_PREFIX}{i}")
                 if value is not None and value.startswith("done"):
                     continue
+                if value is not None and value.startswith("failed:"):
+                    self._lost(f"{i} ({' '.join(value.split()[1:])})", 0.0,
+                               f"it stopped with {value.split()[0][7:]} (see its log)")
                 last = seen.get(str(i))
                 if last is None or last[0] != value:
                     seen[str(i)] = (value, now if value is not None else start)
@@ -106,7 +112,8 @@ class HostWatch:
         step = getattr(ck, "confirmed", None) if ck is not None else None
         safe = (f"the last complete checkpoint is step {step} in {ck.directory}" if step is not None
                 else "no checkpoint completed in this run")
-        print(f"ouro: error: lost host {who}: {why} for {age:.0f} s (host_timeout_s={self.timeout_s:g}); "
+        why = why if age == 0 else f"{why} for {age:.0f} s (host_timeout_s={self.timeout_s:g})"
+        print(f"ouro: error: lost host {who}: {why}; "
               f"{safe}. Host {self.me} stops instead of waiting in a collective; rerun to resume.",
               file=sys.stderr, flush=True)
         os._exit(LOST_EXIT)  # the main thread is blocked in a collective that will never return
