@@ -13,8 +13,9 @@ when `unshare` works (root on Linux) - its own mount and UTS namespaces: a priva
 Without unshare each host gets its own directories under the workdir instead, and
 ouro/sim/host.py's markers still fail a run whose hosts share one. The network (loopback)
 is shared: the coordinator and the emulator are reached over it, as on a pod.
-The hosts' XLA compile cache is on the emulator too (gs://<bucket>/xla-cache), the one
-thing they share besides the run itself - a pod does the same to compile once.
+Each host compiles for itself (no shared compile cache): with one, a host that loads the
+step from the cache reaches the first collective a compile's time before one that misses,
+and gloo's 30 s rendezvous for a new communicator times out.
 """
 
 from __future__ import annotations
@@ -100,8 +101,7 @@ class Pod:
                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": str(k),
                "JAX_PROCESS_ID": str(i), "JAX_PLATFORMS": "cpu", "OPENBLAS_NUM_THREADS": "1",
                "XLA_FLAGS": f"--xla_force_host_platform_device_count={self.devices}",
-               "JAX_COMPILATION_CACHE_DIR": f"gs://{self.bucket}/xla-cache",
-               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "WANDB_MODE": "disabled",
+               "WANDB_MODE": "disabled",
                "PYTHONUNBUFFERED": "1"}
         if not self.isolate:  # separate directories per host; host.py's markers police them
             home = self.workdir / f"host-{i}"

@@ -33,7 +33,6 @@ import re
 import threading
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,6 +49,10 @@ class _Object:
     content_type: str = "application/octet-stream"
     metadata: dict = field(default_factory=dict)
     updated: float = field(default_factory=time.time)
+    md5: str = ""  # base64, as the API sends md5Hash; computed once at upload
+
+    def __post_init__(self):
+        self.md5 = base64.b64encode(hashlib.md5(self.data).digest()).decode()
 
 
 class _Precondition(Exception):
@@ -97,7 +100,6 @@ class GcsStore:
 
 def resource(bucket: str, name: str, obj: _Object, base: str) -> dict[str, Any]:
     """An object's JSON resource; int64 fields are strings, as the API sends them."""
-    crc = zlib.crc32(obj.data) & 0xFFFFFFFF
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(obj.updated)) + f".{int(obj.updated * 1000) % 1000:03d}Z"
     return {
         "kind": "storage#object", "bucket": bucket, "name": name,
@@ -107,15 +109,14 @@ def resource(bucket: str, name: str, obj: _Object, base: str) -> dict[str, Any]:
                      f"?generation={obj.generation}&alt=media",
         "generation": str(obj.generation), "metageneration": str(obj.metageneration),
         "size": str(len(obj.data)), "contentType": obj.content_type,
-        "md5Hash": base64.b64encode(hashlib.md5(obj.data).digest()).decode(),
-        "crc32c": None, "crc32": crc,  # crc32c would need a C library; clients don't require it
+        "md5Hash": obj.md5,  # no crc32c: it would need a C library, and neither client requires it
         "etag": f"E{obj.generation}", "storageClass": "STANDARD",
         "timeCreated": stamp, "updated": stamp, "metadata": obj.metadata or None,
     }
 
 
 def _clean(res: dict) -> dict:
-    return {k: v for k, v in res.items() if v is not None and k != "crc32"}
+    return {k: v for k, v in res.items() if v is not None}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -269,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"x-goog-generation": str(obj.generation), "x-goog-metageneration": str(obj.metageneration),
                    "x-goog-stored-content-length": str(len(obj.data)),
                    "x-goog-stored-content-encoding": "identity", "ETag": f"E{obj.generation}",
-                   "x-goog-hash": f"md5={base64.b64encode(hashlib.md5(obj.data).digest()).decode()}",
+                   "x-goog-hash": f"md5={obj.md5}",
                    "Accept-Ranges": "bytes"}
         rng = self.headers.get("Range")
         if rng:

@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     if a.shell:
         os.execvp("sh", ["sh", "-c", a.shell])
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: where is a stuck host?
     if os.environ.get("OURO_SIM_STEP_DELAY_S"):
         _slow_steps(float(os.environ["OURO_SIM_STEP_DELAY_S"]))
     from ouro.cli import main as ouro

@@ -182,3 +182,19 @@ def test_unreachable_endpoint_is_one_line(gcs_emulator, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(UserError, match=r"gs://ouro-test/x: cannot reach the storage endpoint http://127.0.0.1:9"):
         train(_cfg("gs://ouro-test/x"))
+
+
+def test_no_credentials_is_one_line(gcs_emulator, monkeypatch):
+    from ouro.data.storage import check_reachable
+    from ouro.sim.gcs_emulator import GcsEmulator
+
+    strict = GcsEmulator(["ouro-test"], require_token=True).start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", strict.url)
+        monkeypatch.delenv("GOOGLE_AUTH_TOKEN_FOR_TESTING")
+        with pytest.raises(UserError, match=rf"gs://ouro-test/run: no credentials were accepted .*\(at {strict.url}\)"):
+            check_reachable("gs://ouro-test/run")
+        monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "t")
+        check_reachable("gs://ouro-test/run")  # with a token: fine
+    finally:
+        strict.stop()
