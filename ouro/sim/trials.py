@@ -210,6 +210,9 @@ def _damage(sim: Sim, name: str, how: str) -> Outcome:
     victims = sorted(p for p in fs.find(f"{base}/state") if fs.size(p) > 100)
     if not victims:
         return Outcome(trial, False, f"no checkpoint at {base} to damage (did {name} run?)")
+    kept = sorted(int(p.rstrip("/").rsplit("/", 1)[-1]) for p in fs.ls(f"{sim.run_url(name)}/checkpoints")
+                  if p.rstrip("/").rsplit("/", 1)[-1].isdigit())
+    fallback = kept[-2] if len(kept) > 1 else None  # the newest checkpoint below the damaged one
     if how == "deleted":
         fs.rm(victims[0])
     else:
@@ -219,10 +222,10 @@ def _damage(sim: Sim, name: str, how: str) -> Outcome:
     log0 = log_text(procs[0])
     warn = re.search(rf"WARNING: checkpoint step {STEPS} at \S+ does not restore.*", log0)
     s = summary_of(log0)
-    if codes != [0] * sim.k or not warn or s.get("resumed_from") != STEPS - CKPT_EVERY:
+    if codes != [0] * sim.k or not warn or s.get("resumed_from") != fallback:
         return Outcome(trial, False, f"{_codes_line(codes)}, warning: {bool(warn)}, resumed_from {s.get('resumed_from')}")
     diff = _same_as_reference(sim, name)
-    return Outcome(trial, not diff, diff or f"\"{warn.group(0)[:110]}...\"; fell back to step {STEPS - CKPT_EVERY}, "
+    return Outcome(trial, not diff, diff or f"\"{warn.group(0)[:110]}...\"; fell back to step {fallback}, "
                                             f"finished identical to uninterrupted")
 
 
