@@ -142,7 +142,9 @@ class Checkpointer:
                 ckpt_verify.record(path)
             except OSError as e:
                 raise self._save_failed(step, e) from e
-            self._prune()
+        # every process: Orbax deletes on the primary only but ends each delete in a cross-host
+        # barrier; a primary pruning alone waits there until jax.distributed's shutdown fails
+        self._prune()
 
     def _prune(self) -> None:
         steps = sorted(self.manager.all_steps())
