@@ -116,7 +116,8 @@ def write_samples(images: np.ndarray, req: Any, settings: Mapping[str, Any], whe
     entries = []
     for i, (im, f) in enumerate(zip(images, files)):
         entry = {"file": f, **req.label(i), "seed": settings["seed"], "noise_index": i}
-        text = {"prompt": entry.get("prompt", f"class {entry.get('class')}"), **meta, "noise_index": str(i)}
+        text = {"prompt": entry.get("prompt", f"class {entry.get('class')}"),
+                **{k: str(v) for k, v in req.label(i).items()}, **meta, "noise_index": str(i)}
         save_png(im, where.directory / f, text)  # native resolution
         entries.append(entry)
     head = title(settings, run_name)

@@ -70,7 +70,9 @@ def test_per_token_text_convert_train_resume_sample(tmp_path, compile_cache, cap
     assert not np.allclose(v[2], v[3])
 
     assert ouro(["sample", "--ckpt", str(tmp_path / "run")]) == 2  # no class table: prompts needed
-    assert "has no class table; give --prompt TEXT" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no class table: give prompts (ouro sample/sweep --prompt TEXT or --prompts FILE" in err
+    assert err.count("\n") == 1
     out = tmp_path / "grid.png"
     prompts = [a for p in [*shapes.captions[:3], "a small green square"] for a in ("--prompt", p)]
     assert ouro(["sample", "--ckpt", str(tmp_path / "run"), *prompts, "--per-class", "1", "--steps", "2",

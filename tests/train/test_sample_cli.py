@@ -1,0 +1,108 @@
+"""`ouro sample` / `ouro sweep` as a user types them, on the session's real tiny digits run:
+output directories that never collide, a manifest, native-resolution PNGs, --out as a
+directory or as a grid path, --no-ema, and one-line errors. Every call draws 2 classes x 2
+at 1 step, so one compiled sampler serves them all."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from ouro.cli import main as ouro
+
+FAST = ["--per-class", "2", "--steps", "1"]
+
+
+def _sample(run, *args):
+    return ouro(["sample", "--ckpt", str(run), *FAST, *args])
+
+
+def _pixels(path):
+    return np.asarray(Image.open(path))
+
+
+def test_each_setting_gets_its_own_directory_with_a_manifest(digits_run, capsys):
+    run, _ = digits_run
+    assert _sample(run, "--class", "3", "--class", "7") == 0
+    assert _sample(run, "--class", "1", "--class", "2") == 0  # another prompt set: kept apart
+    assert _sample(run, "--class", "3", "--class", "7", "--no-ema") == 0  # raw weights: apart too
+    dirs = {d.name: d for d in (run / "samples").iterdir()}
+    assert len(dirs) == 3 and all(n.startswith("step4-") for n in dirs)
+    manifests = {n: json.loads((d / "manifest.json").read_text()) for n, d in dirs.items()}
+    ema = next(n for n, m in manifests.items() if m["classes"] == [3, 7] and m["ema"])
+    raw = next(n for n, m in manifests.items() if m["classes"] == [3, 7] and not m["ema"])
+    assert "-ema-euler1-cfg3-seed0-" in ema and "-raw-" in raw
+    m = manifests[ema]
+    assert [(e["file"], e["class"], e["noise_index"]) for e in m["images"]] == [
+        ("sample_0000.png", 3, 0), ("sample_0001.png", 3, 1), ("sample_0002.png", 7, 2), ("sample_0003.png", 7, 3)]
+    assert (m["checkpoint_step"], m["steps"], m["cfg_scale"], m["seed"], m["method"]) == (4, 1, 3.0, 0, "euler")
+    assert m["grid"] == "sample_grid.png" and m["per_prompt"] == 2
+
+    one = Image.open(dirs[ema] / "sample_0002.png")
+    assert one.size == (16, 16)  # native resolution: no upscale of single images
+    assert one.text["class"] == "7" and one.text["checkpoint_step"] == "4" and one.text["ema"] == "True"
+    grid = Image.open(dirs[ema] / "sample_grid.png")
+    assert grid.text["rows"] == "3\n7" and "step 4 (EMA)" in grid.text["title"] and "CFG 3" in grid.text["title"]
+    assert grid.width >= 2 * 64 and grid.height >= 2 * 64  # 16 px samples shown as 64 px cells
+    # the EMA and the raw weights draw different pictures from the same noise
+    assert not np.array_equal(_pixels(dirs[ema] / "sample_0000.png"), _pixels(dirs[raw] / "sample_0000.png"))
+
+    # the same call again rewrites the same directory with the same pictures
+    before = _pixels(dirs[ema] / "sample_0003.png")
+    assert _sample(run, "--class", "3", "--class", "7") == 0
+    assert len(list((run / "samples").iterdir())) == 3
+    np.testing.assert_array_equal(_pixels(dirs[ema] / "sample_0003.png"), before)
+    assert f"wrote {dirs[ema] / 'sample_grid.png'}" in capsys.readouterr().out
+
+
+def test_out_is_a_directory_or_a_grid_path(digits_run, tmp_path, capsys):
+    run, _ = digits_run
+    target = tmp_path / "samples_x"  # no .png: a directory (the issue's IsADirectoryError case)
+    assert _sample(run, "--class", "3", "--class", "7", "--out", str(target)) == 0
+    assert sorted(p.name for p in target.iterdir()) == [
+        "manifest.json", "sample_0000.png", "sample_0001.png", "sample_0002.png", "sample_0003.png", "sample_grid.png"]
+    assert _sample(run, "--class", "5", "--out", str(target)) == 0  # fewer images: the earlier ones go
+    assert sorted(p.name for p in target.glob("sample_0*.png")) == ["sample_0000.png", "sample_0001.png"]
+    assert json.loads((target / "manifest.json").read_text())["classes"] == [5]
+
+    grid = tmp_path / "grid.png"  # .png: the grid's path, the images in grid/ beside it
+    assert _sample(run, "--class", "3", "--class", "7", "--out", str(grid)) == 0
+    assert grid.is_file() and len(list((tmp_path / "grid").glob("sample_0*.png"))) == 4
+    assert json.loads((tmp_path / "grid" / "manifest.json").read_text())["grid"] == "../grid.png"
+    capsys.readouterr()
+
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for out, message in [("d.png", "is a directory; a path ending in .png names the grid file"),
+                         ("afile", "exists and is not a directory")]:
+        assert _sample(run, "--class", "3", "--out", str(tmp_path / out)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ouro sample: error: --out ") and message in err and err.count("\n") == 1
+
+
+def test_bad_requests_are_one_line_errors(digits_run, tmp_path, capsys):
+    run, _ = digits_run
+    cases = [(["--class", "12"], "class 12: this run has classes 0..9"),
+             (["--class", "3", "--prompt", "a seven"], "give prompts or classes, not both"),
+             (["--prompt", "a handwritten digit seven"], "data.context=random"),
+             (["--prompts", str(tmp_path / "nope.txt")], "nope.txt: no such file"),
+             (["--per-class", "0"], "--per-class 0: expected at least 1")]
+    for args, message in cases:
+        assert ouro(["sample", "--ckpt", str(run), "--steps", "1", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("ouro sample: error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "samples").exists()
+
+
+def test_sweep_scores_digits_by_class_and_keeps_each_sweep(digits_run, capsys):
+    run, _ = digits_run
+    assert ouro(["sweep", "--ckpt", str(run), *FAST, "--cfg", "1,3", "--class", "3", "--class", "7"]) == 0
+    result = json.loads((run / "sweep.json").read_text())
+    assert [(r["steps"], r["cfg_scale"], r["scorer"]) for r in result["rows"]] == [(1, 1.0, "digits"), (1, 3.0, "digits")]
+    assert all(0 <= r["accuracy"] <= 1 and r["n_samples"] == 4 for r in result["rows"])
+    own = run / "sweep" / result["directory"].rsplit("/", 1)[-1]
+    assert (own / "sweep.json").read_text() == (run / "sweep.json").read_text()
+    assert {p.name for p in own.glob("*.png")} == {"steps1_cfg1.png", "steps1_cfg3.png"}
+    assert Image.open(own / "steps1_cfg3.png").text["prompts"] == "3\n7"
+    table = (run / "sweep.md").read_text()
+    assert "| steps | CFG | accuracy | Frechet | seconds |" in table and "| real test split |" in table
