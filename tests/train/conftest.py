@@ -66,6 +66,8 @@ def digits_run(tmp_path_factory):
     from ouro.train import preset_config, train
 
     run = tmp_path_factory.mktemp("digits-run")
+    # data.context=gemma: the class table is the committed Gemma-3 embeddings of the digit captions
+    # (ouro/data/digit_captions.json; no encoder needed to train), so a prompt can be checked against it
     cfg = override(preset_config("digits-smoke"), ["steps=4", "warmup_steps=2", "ckpt_every=2", "log_every=2",
-                                                   "data.context=random", f"out_dir={run}"])
+                                                   "data.context=gemma", f"out_dir={run}"])
     return run, train(cfg)

@@ -6,6 +6,7 @@ at 1 step, so one compiled sampler serves them all."""
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ouro.cli import main as ouro
@@ -84,7 +85,6 @@ def test_bad_requests_are_one_line_errors(digits_run, tmp_path, capsys):
     run, _ = digits_run
     cases = [(["--class", "12"], "class 12: this run has classes 0..9"),
              (["--class", "3", "--prompt", "a seven"], "give prompts or classes, not both"),
-             (["--prompt", "a handwritten digit seven"], "data.context=random"),
              (["--prompts", str(tmp_path / "nope.txt")], "nope.txt: no such file"),
              (["--per-class", "0"], "--per-class 0: expected at least 1")]
     for args, message in cases:
@@ -106,3 +106,47 @@ def test_sweep_scores_digits_by_class_and_keeps_each_sweep(digits_run, capsys):
     assert Image.open(own / "steps1_cfg3.png").text["prompts"] == "3\n7"
     table = (run / "sweep.md").read_text()
     assert "| steps | CFG | accuracy | Frechet | seconds |" in table and "| real test split |" in table
+
+
+DIGIT_PROMPTS = ["a handwritten digit seven", "a handwritten digit three"]
+
+
+@pytest.mark.gemma
+def test_prompts_draw_what_their_caption_classes_draw(digits_run, tmp_path):
+    """The pooled-text path end to end: the run's class table holds the Gemma-3 embeddings of
+    the digit captions, so prompting with those captions (embedded now by ouro.text.embed)
+    must draw the class's pictures from the same noise."""
+    run, _ = digits_run
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# the digit captions\n" + "\n".join(DIGIT_PROMPTS) + "\n\n")
+    assert _sample(run, "--prompts", str(prompts), "--out", str(tmp_path / "by-prompt")) == 0
+    assert _sample(run, "--class", "7", "--class", "3", "--out", str(tmp_path / "by-class")) == 0
+    m = json.loads((tmp_path / "by-prompt" / "manifest.json").read_text())
+    assert m["prompts"] == DIGIT_PROMPTS and [e["prompt"] for e in m["images"]] == [p for p in DIGIT_PROMPTS for _ in "ab"]
+    for i in range(4):
+        a = _pixels(tmp_path / "by-prompt" / f"sample_{i:04d}.png").astype(int)
+        b = _pixels(tmp_path / "by-class" / f"sample_{i:04d}.png").astype(int)
+        assert np.abs(a - b).max() <= 2, i  # the table stores the embeddings rounded to 7 digits
+    assert Image.open(tmp_path / "by-prompt" / "sample_0001.png").text["prompt"] == DIGIT_PROMPTS[0]
+    assert Image.open(tmp_path / "by-prompt" / "sample_grid.png").text["rows"] == "\n".join(DIGIT_PROMPTS)
+
+
+@pytest.mark.gemma
+def test_sampling_notebook_takes_prompts(digits_run, tmp_path, monkeypatch):
+    """`ouro run notebooks/sampling.py -p run_dir RUN -p prompts [...]` (papermill): one grid
+    per CFG scale, labelled by prompt, in a directory named after the settings."""
+    from pathlib import Path
+
+    run, _ = digits_run
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")  # as on a laptop
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "sampling.py"
+    out = tmp_path / "out"
+    args = ["run", str(notebook), "-p", "run_dir", str(run), "-p", "prompts", repr(DIGIT_PROMPTS[:1]),
+            "-p", "sample_steps", "1", "-p", "per_class", "2", "-p", "cfg_scales", "[3.0]", "-p", "out_dir", str(out),
+            "--runs-root", str(tmp_path / "runs"), "--run-name", "prompts", "--no-progress"]
+    assert ouro(args) == 0
+    record = json.loads((out / "sampling.json").read_text())
+    assert record["prompts"] == DIGIT_PROMPTS[:1] and record["checkpoint_step"] == 4
+    assert [(r["steps"], r["cfg_scale"], r["scorer"]) for r in record["results"]] == [(1, 3.0, "none")]
+    grid = Path(record["directory"]) / record["results"][0]["grid"]
+    assert grid.parent.parent == out and Image.open(grid).text["prompts"] == DIGIT_PROMPTS[0]
