@@ -58,12 +58,20 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
+def check_request(args: argparse.Namespace) -> None:
+    """What can be checked before a checkpoint is restored (seconds saved per typo)."""
+    if args.per_class < 1:
+        raise UserError(f"--per-class {args.per_class}: expected at least 1")
+    if (args.prompt or args.prompts) and args.classes:
+        raise UserError("give --prompt/--prompts or --class, not both (one grid is one kind of condition)")
+    read_prompts(args)
+
+
 def build_request(args: argparse.Namespace, s: Any):
     """The conditions.Request these arguments ask of run `s`."""
     from ouro.train.conditions import request
 
-    if args.per_class < 1:
-        raise UserError(f"--per-class {args.per_class}: expected at least 1")
+    check_request(args)
     return request(s, prompts=read_prompts(args), classes=args.classes, per_row=args.per_class)
 
 
@@ -74,11 +82,13 @@ def settings(args: argparse.Namespace, s: Any, **sampler: Any) -> dict[str, Any]
             "seed": args.seed, "autoguidance": args.autoguidance, **sampler}
 
 
-def floats(text: str, option: str) -> list[float]:
+def numbers(text: str, option: str, kind: type = float) -> list:
+    """`--cfg 1,2,3` -> [1.0, 2.0, 3.0] (kind=int: whole numbers only), or a one-line error."""
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UserError(f"{option} {text!r}: expected comma-separated numbers, e.g. 1,2,3") from None
+        what = "whole numbers" if kind is int else "numbers"
+        raise UserError(f"{option} {text!r}: expected comma-separated {what}, e.g. 4,8,16") from None
     if not values:
         raise UserError(f"{option} {text!r}: expected at least one number")
     return values

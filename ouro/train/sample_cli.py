@@ -40,10 +40,13 @@ def main(argv: list[str]) -> int:
     from ouro.train import sample_files as sf
     from ouro.train.sample import draw
 
+    sa.check_request(args)
+    if args.out:  # a bad --out is reported before the checkpoint is restored
+        sf.target(args.ckpt, args.out, "")
     s = load_run(args.ckpt, args.step, use_ema=args.ema)
     req = sa.build_request(args, s)
     settings = sa.settings(args, s, steps=args.steps, cfg_scale=args.cfg)
-    where = sf.target(args.ckpt, args.out, sf.slug(settings, req.describe()))  # checked before sampling
+    where = sf.target(args.ckpt, args.out, sf.slug(settings, req.describe()))
     images = draw(s, req, steps=args.steps, method=args.method, cfg_scale=args.cfg, seed=args.seed,
                   guidance_rate=args.autoguidance)
     if images.shape[-1] not in (1, 3):

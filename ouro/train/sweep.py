@@ -93,9 +93,10 @@ def main(argv: list[str]) -> int:
     sa.add_request_args(p, per_class=20)
     sa.add_sampler_args(p, sweep=True)
     args = p.parse_args(argv)
-    steps = [int(v) for v in sa.floats(args.steps, "--steps")]
-    scales = sa.floats(args.cfg, "--cfg")
+    steps = sa.numbers(args.steps, "--steps", int)
+    scales = sa.numbers(args.cfg, "--cfg")
 
+    sa.check_request(args)
     sampler = load_run(args.ckpt, args.step, use_ema=args.ema)
     req = sa.build_request(args, sampler)
     settings = sa.settings(args, sampler, steps=steps, cfg_scale=scales)

@@ -86,6 +86,7 @@ def test_per_token_text_convert_train_resume_sample(tmp_path, compile_cache, cap
     listed = tmp_path / "prompts.txt"
     listed.write_text("\n".join(shapes.captions[:4]) + "\n")
     sweep = ["sweep", "--ckpt", str(tmp_path / "run"), "--steps", "2", "--cfg", "3", "--per-class", "1"]
+    assert ouro(sweep) == 2 and "has no class table: give prompts" in capsys.readouterr().err
     assert ouro([*sweep, "--prompts", str(listed)]) == 0
     rows = json.loads((tmp_path / "run" / "sweep.json").read_text())["rows"]
     assert rows[0]["scorer"] == "shapes" and 0 <= rows[0]["all"] <= 1 and rows[0]["n_samples"] == 4

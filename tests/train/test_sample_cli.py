@@ -84,7 +84,7 @@ def test_out_is_a_directory_or_a_grid_path(digits_run, tmp_path, capsys):
 def test_bad_requests_are_one_line_errors(digits_run, tmp_path, capsys):
     run, _ = digits_run
     cases = [(["--class", "12"], "class 12: this run has classes 0..9"),
-             (["--class", "3", "--prompt", "a seven"], "give prompts or classes, not both"),
+             (["--class", "3", "--prompt", "a seven"], "give --prompt/--prompts or --class, not both"),
              (["--prompts", str(tmp_path / "nope.txt")], "nope.txt: no such file"),
              (["--per-class", "0"], "--per-class 0: expected at least 1")]
     for args, message in cases:
@@ -92,6 +92,8 @@ def test_bad_requests_are_one_line_errors(digits_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("ouro sample: error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "samples").exists()
+    assert ouro(["sweep", "--ckpt", str(run), "--steps", "2.5"]) == 2
+    assert "--steps '2.5': expected comma-separated whole numbers" in capsys.readouterr().err
 
 
 def test_sweep_scores_digits_by_class_and_keeps_each_sweep(digits_run, capsys):
