@@ -1,4 +1,5 @@
-"""`ouro sample` / `ouro sweep` as a user types them, on the session's real tiny digits run:
+"""Sampling a trained run, and `ouro sample` / `ouro sweep` as a user types them, on the
+session's real tiny digits run (trained once, in this file's worker):
 output directories that never collide, a manifest, native-resolution PNGs, --out as a
 directory or as a grid path, --no-ema, and one-line errors. Every call draws 2 classes x 2
 at 1 step, so one compiled sampler serves them all."""
@@ -10,6 +11,32 @@ import pytest
 from PIL import Image
 
 from ouro.cli import main as ouro
+
+
+@pytest.mark.slow
+def test_xudit_digits_train_sample_sweep_end_to_end(digits_run):
+    """The real model through train -> checkpoint -> load_for_sampling -> grid -> sweep."""
+    from ouro.train.sample import load_for_sampling, sample_grid
+    from ouro.train.sweep import markdown, sweep
+
+    run, s = digits_run
+    assert s["finished"] and s["eval"]["n_samples"] == 20 and 0 <= s["eval"]["accuracy"] <= 1
+    for name in ("samples.png", "metrics.json", "loss.csv", "config.json"):
+        assert (run / name).exists(), name
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 4
+    sampler = load_for_sampling(run)
+    assert sampler.step == 4
+    # same sampler settings and batch as the end-of-training evaluation: one compile serves all
+    images, labels = sample_grid(sampler, per_class=2, steps=2, cfg_scale=3.0)
+    assert images.shape == (20, 16, 16, 1) and list(labels[:4]) == [0, 0, 1, 1]
+    assert np.isfinite(images).all()
+    again, _ = sample_grid(sampler, per_class=2, steps=2, cfg_scale=3.0)
+    np.testing.assert_array_equal(images, again)  # deterministic given the seed
+    rows = sweep(sampler, [2], [3.0], per_class=2, progress=False)
+    assert [(r["steps"], r["cfg_scale"], r["scorer"]) for r in rows] == [(2, 3.0, "digits")]
+    assert 0 <= rows[0]["accuracy"] <= 1 and "| 2 | 3 |" in markdown(rows)
+    assert "| real test split |" in markdown(rows)
+
 
 FAST = ["--per-class", "2", "--steps", "1"]
 
