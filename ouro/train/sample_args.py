@@ -18,7 +18,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="run directory (config.json + checkpoints/)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (None: the latest)")
     p.add_argument("--no-ema", dest="ema", action="store_false",
-                   help="sample the raw training weights instead of their EMA")
+                   help="sample the raw training weights instead of their EMA%(default).0s")  # no "(default: True)"
 
 
 def add_request_args(p: argparse.ArgumentParser, *, per_class: int) -> None:
