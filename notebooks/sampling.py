@@ -14,7 +14,7 @@
 # grid with what applies (the digit classifier for a digits run by class, the shapes reader
 # for shapes captions; otherwise the grids are shown unscored). Writes
 # `<settings-hash>/steps<n>_cfg<scale>.png` and `sampling.json` into `out_dir`, so another
-# prompt set never overwrites an earlier one.
+# prompt set never overwrites an earlier one (the latest also as `samples_cfg<scale>.png`).
 #
 # Headless: `ouro run notebooks/sampling.py -p run_dir outputs/demo -p cfg_scales "[1, 3, 5]"`;
 # a text run: `-p run_dir outputs/myshapes -p prompts '["a large red circle above a small blue square"]'`.
@@ -40,7 +40,7 @@ from pathlib import Path
 from IPython.display import Image, Markdown, display
 
 from ouro.config import override
-from ouro.fileio import write_json
+from ouro.fileio import write_bytes, write_json
 from ouro.paths import project_path, resolve_out_dir
 from ouro.train import preset_config, train
 from ouro.train.conditions import request
@@ -73,9 +73,13 @@ settings = {"run": str(run_dir), "checkpoint_step": sampler.step, "ema": use_ema
 grids = out / slug(settings, req.describe())
 results = sweep(sampler, [sample_steps], cfg_scales, req=req, method=method, seed=seed, out_dir=grids,
                 run_name=Path(run_dir).name, progress=False)
-record = {**settings, **req.describe(), "directory": str(grids), "results": results}
+record = {**settings, **req.describe(), "step": sampler.step, "sample_steps": sample_steps,
+          "directory": str(grids), "results": results}
 write_json(grids / "sampling.json", record)
-write_json(out / "sampling.json", record)  # the latest, where earlier versions of this notebook put it
+# the latest sampling also at the top of out_dir, where the report looks for it
+write_json(out / "sampling.json", record)
+for r in results:
+    write_bytes(out / f"samples_cfg{r['cfg_scale']:g}.png", (grids / r["grid"]).read_bytes())
 display(Markdown(markdown(results)))
 
 # %%

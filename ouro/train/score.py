@@ -31,7 +31,7 @@ def scorer_for(s: Any, req: Any, channels: int) -> tuple[str, Callable[[np.ndarr
         from ouro.train.evaluate import evaluate_samples
 
         labels = np.asarray(req.values, np.int32)[req.rows]
-        keep = ("accuracy", "frechet", "n_samples", "floor_test_accuracy", "floor_test_frechet")
+        keep = ("accuracy", "frechet", "n_samples", "floor_test_accuracy", "floor_test_frechet", "accuracy_per_class")
 
         def digits(images: np.ndarray) -> dict[str, Any]:
             m = evaluate_samples(images, labels)

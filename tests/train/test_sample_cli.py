@@ -179,3 +179,4 @@ def test_sampling_notebook_takes_prompts(digits_run, tmp_path, monkeypatch):
     assert [(r["steps"], r["cfg_scale"], r["scorer"]) for r in record["results"]] == [(1, 3.0, "none")]
     grid = Path(record["directory"]) / record["results"][0]["grid"]
     assert grid.parent.parent == out and Image.open(grid).text["prompts"] == DIGIT_PROMPTS[0]
+    assert (out / "samples_cfg3.png").read_bytes() == grid.read_bytes()  # the latest, where the report looks
