@@ -61,7 +61,8 @@ def _what(s: Any) -> str:
     from ouro.model.registry import condition_input, family_of
 
     kind = {"ctx": "pooled text", "ctx_tokens": "per-token text", "label": "class ids"}
-    return f"{s.cfg.data.kind} data, {family_of(s.cfg.model).name} reading {kind.get(condition_input(s.cfg.model), '?')}"
+    reads = kind.get(condition_input(s.cfg.model), "?")
+    return f"{s.cfg.data.kind} data, {family_of(s.cfg.model).name} reading {reads}"
 
 
 def request(s: Any, *, prompts: Sequence[str] | None = None, classes: Sequence[int] | None = None,

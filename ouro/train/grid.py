@@ -31,7 +31,7 @@ BACKGROUND, INK = (255, 255, 255), (0, 0, 0)
 @dataclasses.dataclass(frozen=True)
 class GridLayout:
     """Where render_grid put things (pixels of the canvas): for tests and overlays."""
-    cells: tuple[tuple[int, int, int, int], ...]  # per input image: (top, left, height, width)
+    cells: tuple[tuple[int, int, int, int] | None, ...]  # per input image: (top, left, height, width); None: not drawn
     margin: int  # width of the label column (x < margin holds no image)
     header: int  # height of the title band (y < header holds no image)
     scale: int  # enlargement factor of the samples
@@ -85,9 +85,11 @@ def _line_height(font) -> int:
 
 
 def render_grid(images: np.ndarray, labels: Sequence, *, per_row: int = 10, title: str = "",
-                row_names: Sequence[str] | None = None, upscale: int | None = None) -> tuple[np.ndarray, GridLayout]:
+                row_names: Sequence[str] | None = None, upscale: int | None = None,
+                wrap_rows: bool = False) -> tuple[np.ndarray, GridLayout]:
     """(H, W, 3) uint8 canvas: one block per distinct label (in order of first appearance),
-    its samples left to right in lines of `per_row`, the block's name in the margin column."""
+    the block's name in the margin column; its first `per_row` samples in one line, or with
+    wrap_rows all of them, in lines of `per_row`."""
     from PIL import Image, ImageDraw
 
     images = np.asarray(images)
@@ -101,6 +103,8 @@ def render_grid(images: np.ndarray, labels: Sequence, *, per_row: int = 10, titl
     title_font = _font(max(12, min(17, ch // 5 + 1)))
     lh = _line_height(font)
     members = [np.flatnonzero(labels == k) for k in groups]
+    if not wrap_rows:
+        members = [m[:per_row] for m in members]
     cols = max(1, min(per_row, max(len(m) for m in members)))
     images_w = cols * (cw + GAP) + GAP
     # the label column: as wide as the longest name needs, up to ~3 cells (then it wraps)
@@ -148,12 +152,13 @@ def _cell(image: np.ndarray, scale: int):
 
 def save_grid(images: np.ndarray, labels: Sequence, path: str | Path, *, per_row: int = 10,
               title: str = "", row_names: Sequence[str] | None = None,
-              text: Mapping[str, str] | None = None, upscale: int | None = None) -> Path:
+              text: Mapping[str, str] | None = None, upscale: int | None = None, wrap_rows: bool = False) -> Path:
     """render_grid -> PNG at `path` (atomic), with the title, the row names and `text` in
     its metadata. Greyscale and RGB samples alike; pixel values in [-1, 1]."""
     from PIL import Image, PngImagePlugin
 
-    canvas, _ = render_grid(images, labels, per_row=per_row, title=title, row_names=row_names, upscale=upscale)
+    canvas, _ = render_grid(images, labels, per_row=per_row, title=title, row_names=row_names, upscale=upscale,
+                            wrap_rows=wrap_rows)
     groups = list(dict.fromkeys(np.asarray(labels).tolist()))
     names = [str(row_names[i]) if row_names is not None else str(k) for i, k in enumerate(groups)]
     info = PngImagePlugin.PngInfo()

@@ -121,8 +121,8 @@ def write_samples(images: np.ndarray, req: Any, settings: Mapping[str, Any], whe
         save_png(im, where.directory / f, text)  # native resolution
         entries.append(entry)
     head = title(settings, run_name)
-    save_grid(images, req.rows, where.grid, per_row=grid_columns(req.per_row), row_names=req.names, title=head,
-              text={"prompts": "\n".join(f"{i}: {n}" for i, n in enumerate(req.names)), **meta})
+    save_grid(images, req.rows, where.grid, per_row=grid_columns(req.per_row), wrap_rows=True, row_names=req.names,
+              title=head, text={"prompts": "\n".join(req.names), **meta})
     manifest = {**settings, **req.describe(), "title": head, "grid": _relative(where.grid, where.directory),
                 "images": entries}
     write_json(where.directory / MANIFEST, manifest)

@@ -47,7 +47,7 @@ def sweep(sampler: Any, steps: Sequence[int], cfg_scales: Sequence[float], *, pe
                "scorer": name, **(score(images) if score else {})}
         if out_dir is not None:
             grid = Path(out_dir) / f"steps{n}_cfg{scale:g}.png"
-            save_grid(images, req.rows, grid, per_row=grid_columns(req.per_row), row_names=req.names,
+            save_grid(images, req.rows, grid, per_row=grid_columns(req.per_row), wrap_rows=True, row_names=req.names,
                       title=f"{run_name or sampler.cfg.name} · step {sampler.step} ({weights}) · {method} {n} steps"
                             f" · CFG {scale:g} · seed {seed}", text={"prompts": "\n".join(req.names)})
             row["grid"] = grid.name

@@ -21,13 +21,13 @@ def test_cells_hold_the_samples_and_text_stays_in_the_margin(size, channels, sca
     images = _images(7, size, channels)
     labels = np.array([2, 2, 2, 5, 5, 9, 9])  # blocks of 3, 2 and 2 samples
     canvas, lay = render_grid(images, labels, per_row=2, title="run · step 4 · CFG 3",
-                              row_names=["two", LONG, "nine"])
+                              row_names=["two", LONG, "nine"], wrap_rows=True)
     assert lay.scale == scale and canvas.dtype == np.uint8 and canvas.shape[2] == 3
     boxes = []
     for i, (top, left, h, w) in enumerate(lay.cells):
         assert (h, w) == (size * scale, size * scale) and left >= lay.margin and top >= lay.header
         want = Image.fromarray(to_uint8(images[i]))
-        want = np.asarray(want.resize((w, h), Image.LANCZOS).convert("RGB")) if scale > 1 else np.asarray(want.convert("RGB"))
+        want = np.asarray((want.resize((w, h), Image.LANCZOS) if scale > 1 else want).convert("RGB"))
         np.testing.assert_array_equal(canvas[top:top + h, left:left + w], want)  # whole, nothing drawn over it
         boxes.append((top, left, h, w))
     for a in range(len(boxes)):  # no two cells overlap
@@ -49,6 +49,9 @@ def test_cells_hold_the_samples_and_text_stays_in_the_margin(size, channels, sca
         assert ink[top:top + 14, :lay.margin].any(), k
     # the long prompt wraps inside a column of bounded width (it does not stretch the grid)
     assert lay.margin <= max(160, 3 * size * scale) + 13
+    # without wrap_rows a block shows its first per_row samples (the training grid's 10 of 20)
+    _, first = render_grid(images, labels, per_row=2)
+    assert first.cells[2] is None and first.cells[:2] != (None, None) and first.cells[3] is not None
 
 
 def test_wrap_splits_long_words_and_cuts_with_an_ellipsis():

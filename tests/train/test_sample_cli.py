@@ -127,7 +127,8 @@ def test_sweep_scores_digits_by_class_and_keeps_each_sweep(digits_run, capsys):
     run, _ = digits_run
     assert ouro(["sweep", "--ckpt", str(run), *FAST, "--cfg", "1,3", "--class", "3", "--class", "7"]) == 0
     result = json.loads((run / "sweep.json").read_text())
-    assert [(r["steps"], r["cfg_scale"], r["scorer"]) for r in result["rows"]] == [(1, 1.0, "digits"), (1, 3.0, "digits")]
+    assert [(r["steps"], r["cfg_scale"], r["scorer"]) for r in result["rows"]] == [(1, 1.0, "digits"),
+                                                                                 (1, 3.0, "digits")]
     assert all(0 <= r["accuracy"] <= 1 and r["n_samples"] == 4 for r in result["rows"])
     own = run / "sweep" / result["directory"].rsplit("/", 1)[-1]
     assert (own / "sweep.json").read_text() == (run / "sweep.json").read_text()
@@ -151,7 +152,8 @@ def test_prompts_draw_what_their_caption_classes_draw(digits_run, tmp_path):
     assert _sample(run, "--prompts", str(prompts), "--out", str(tmp_path / "by-prompt")) == 0
     assert _sample(run, "--class", "7", "--class", "3", "--out", str(tmp_path / "by-class")) == 0
     m = json.loads((tmp_path / "by-prompt" / "manifest.json").read_text())
-    assert m["prompts"] == DIGIT_PROMPTS and [e["prompt"] for e in m["images"]] == [p for p in DIGIT_PROMPTS for _ in "ab"]
+    assert m["prompts"] == DIGIT_PROMPTS
+    assert [e["prompt"] for e in m["images"]] == [p for p in DIGIT_PROMPTS for _ in "ab"]
     for i in range(4):
         a = _pixels(tmp_path / "by-prompt" / f"sample_{i:04d}.png").astype(int)
         b = _pixels(tmp_path / "by-class" / f"sample_{i:04d}.png").astype(int)
