@@ -207,6 +207,10 @@ class Checkpointer:
                 aside = path.with_name(f"{step}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
                 if self.primary:
                     path.rename(aside)
+                if jax.process_count() > 1:  # on gs:// the move is many copies: no host reloads before it ends
+                    from jax.experimental import multihost_utils
+
+                    multihost_utils.sync_global_devices(f"ouro-fallback-{step}")
                 self.manager.reload()
                 self._warn(f"checkpoint step {step} at {path} does not restore "
                            f"({type(e).__name__}: {_one_line(e)}); moved aside to {aside.name}, "
