@@ -67,7 +67,7 @@ def test_train_help_lists_every_key_with_type_default_and_reason(capsys):
     assert set(lines) == set(keys)
     # the digits-smoke values, the field types and the comments written beside the fields
     assert "int" in lines["steps"] and "= 20 " in lines["steps"] and "# total optimizer steps" in lines["steps"]
-    assert "{logit_normal,uniform}" in lines["t_schedule"] and "= 'logit_normal'" in lines["t_schedule"]
+    assert "{logit_normal,mode,cosmap,uniform}" in lines["flow.t_dist"] and "= 'logit_normal'" in lines["flow.t_dist"]
     assert "= 32 " in lines["model.dim"] and "# model width D" in lines["model.dim"]
     assert lines["data.kind"].endswith("# " + field_comments(DataConfig)["kind"])
 

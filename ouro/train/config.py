@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Literal
 
 from ouro.config import ConfigError, checked
+from ouro.flow.timesteps import FlowConfig
 
 
 @checked(image_size=">0", channels=">0", ctx_dim=">0", groups=">=1", workers=">=0", prefetch=">=0")
@@ -93,7 +94,7 @@ class TrainConfig:
     microbatches: int = 1  # gradient accumulation: the global batch runs in k slices per step
     cfg_dropout: float = 0.1  # P(context -> zero vector): trains the unconditional branch
     tread_rate: float = 0.5  # TREAD: fraction of image tokens routed around the XUT core
-    t_schedule: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 / HDM
+    flow: FlowConfig = FlowConfig()  # t distribution, timestep shift, loss weighting (ouro/flow/timesteps.py)
     log_every: int = 50  # host sync + CSV row every N steps (not every step)
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
     keep_ckpts: int = 3  # keep the last K step checkpoints (+ the permanent epoch-end ones below)
@@ -278,7 +279,10 @@ def from_dict(d: dict, model_cls: type | None = None, *, family: str | None = No
     # runs before the model config decided the compute dtype carried an unread train-level
     # "dtype" (their model computed in model.dtype): dropping it restores what really ran
     d.pop("dtype", None)
-    nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig}
+    if "t_schedule" in d:  # runs before FlowConfig named their t distribution at the top level
+        d.setdefault("flow", {"t_dist": d["t_schedule"]})
+        d.pop("t_schedule")
+    nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig, "flow": FlowConfig}
     for key, cls in nested.items():
         if key in d:
             d[key] = _build(cls, d[key])
