@@ -34,6 +34,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--autoguidance", type=float, default=0.0,
                    help="TREAD rate of the weak (unconditional) branch; 0 = plain CFG")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
+    from ouro.train.guidance_flags import add_guidance_flags, describe, sample_kwargs
+
+    add_guidance_flags(p)  # --cfg-interval --cfg-rescale --negative-prompt --shift --init --strength
     p.add_argument("--out", default=None, help="grid PNG path (default RUN_DIR/samples_<...>.png); the images "
                    "go into the directory of the same name without .png")
     args = p.parse_args(argv)
@@ -53,7 +56,8 @@ def main(argv: list[str]) -> int:
 
             ctx, ctx_mask = np.asarray(embed(args.prompt), np.float32)[labels][:, None, :], None  # (B, 1, 640)
         images = sample_images(s, ctx, steps=args.steps, method=args.method, cfg_scale=args.cfg,
-                               seed=args.seed, guidance_rate=args.autoguidance, ctx_mask=ctx_mask)
+                               seed=args.seed, guidance_rate=args.autoguidance, ctx_mask=ctx_mask,
+                               **sample_kwargs(s, args, len(labels)))
         names = args.prompt
     else:
         if s.class_ctx is None and getattr(s.cfg.model, "condition_input", "ctx") != "label":
@@ -62,7 +66,8 @@ def main(argv: list[str]) -> int:
         classes = args.classes if args.classes else list(range(10))
         images, labels = sample_grid(s, classes=classes, per_class=args.per_class, steps=args.steps,
                                      method=args.method, cfg_scale=args.cfg, seed=args.seed,
-                                     guidance_rate=args.autoguidance)
+                                     guidance_rate=args.autoguidance,
+                                     **sample_kwargs(s, args, len(classes) * args.per_class))
         names = [str(c) for c in classes]
     autoencoder = getattr(s.cfg.data, "autoencoder", "")
     if autoencoder:  # latent run: decode with the autoencoder its dataset was encoded with
@@ -71,7 +76,7 @@ def main(argv: list[str]) -> int:
         images = load_autoencoder(autoencoder).decode(images)
     out = Path(args.out) if args.out else Path(args.ckpt) / f"samples_step{s.step}_cfg{args.cfg:g}_{args.method}{args.steps}.png"
     meta = {"train_step": str(s.step), "sampler": f"{args.method} {args.steps} steps", "cfg_scale": f"{args.cfg:g}",
-            "seed": str(args.seed), "run": str(args.ckpt)}
+            "seed": str(args.seed), "run": str(args.ckpt), **describe(args)}
     prompts = [args.prompt[k] if args.prompt else f"class {k}" for k in labels.tolist()]
     from ouro.fileio import write_bytes
     from ouro.train.png import save_images

@@ -15,8 +15,10 @@ from ouro.fileio import write_json, write_text
 
 
 def sweep(sampler: Any, steps: Sequence[int], cfg_scales: Sequence[float], *, per_class: int = 20,
-          method: str = "euler", seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
-    """One row per (steps, cfg_scale): accuracy, Frechet distance, seconds."""
+          method: str = "euler", seed: int = 0, progress: bool = True,
+          **extra: Any) -> list[dict[str, Any]]:
+    """One row per (steps, cfg_scale): accuracy, Frechet distance, seconds. `extra`:
+    sample_images' guidance / neg_ctx / neg_mask for every setting."""
     from tqdm.auto import tqdm
 
     from ouro.train.evaluate import evaluate_samples
@@ -27,7 +29,7 @@ def sweep(sampler: Any, steps: Sequence[int], cfg_scales: Sequence[float], *, pe
     for n, scale in tqdm(grid, desc="sweep", disable=not progress):
         t0 = time.perf_counter()
         images, labels = sample_grid(sampler, per_class=per_class, steps=n, method=method,
-                                     cfg_scale=scale, seed=seed)
+                                     cfg_scale=scale, seed=seed, **extra)
         seconds = time.perf_counter() - t0  # includes one compile per setting
         m = evaluate_samples(images, labels)
         rows.append({"steps": n, "cfg_scale": scale, "method": method, "accuracy": m["accuracy"],
@@ -60,11 +62,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--cfg", default="1,2,3,5", help="CFG scales, comma-separated")
     p.add_argument("--per-class", type=int, default=20, help="samples per class and setting")
     p.add_argument("--method", default="euler", choices=["euler", "heun"], help="ODE sampler")
+    from ouro.train.guidance_flags import add_guidance_flags, describe, sample_kwargs
+
+    add_guidance_flags(p, img2img=False)  # --cfg-interval --cfg-rescale --negative-prompt --shift
     args = p.parse_args(argv)
 
     sampler = load_run(args.ckpt, args.step)
+    extra = sample_kwargs(sampler, args, 10 * args.per_class)  # the sweep's grid: 10 classes
     rows = sweep(sampler, [int(s) for s in _floats(args.steps)], _floats(args.cfg),
-                 per_class=args.per_class, method=args.method)
+                 per_class=args.per_class, method=args.method, **extra)
+    for r in rows:
+        r.update(describe(args))
     out = Path(args.ckpt)
     write_json(out / "sweep.json", {"checkpoint_step": sampler.step, "rows": rows})
     write_text(out / "sweep.md", markdown(rows))

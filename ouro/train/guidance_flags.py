@@ -1,0 +1,148 @@
+"""The guidance / image-to-image flags `ouro sample` and `ouro sweep` share, in one place.
+
+    --cfg-interval 0.1,0.7    CFG only while t is in [lo, hi] (t = 1 is noise)
+    --cfg-rescale 0.7         guidance rescale phi (0 = plain CFG)
+    --negative-prompt TEXT    the weak CFG branch reads TEXT instead of the null condition
+    --init IMAGE.png --strength 0.6    image-to-image from IMAGE noised to t0 = strength
+    --shift S                 the sampler's time-grid shift (default: the run's own)
+
+Each flag maps onto ouro.train.sample.Guidance / sample_images keywords; the math is in
+ouro/flow (guidance.py, samplers.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from ouro.errors import UserError
+
+
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI (two numbers)") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LO <= HI <= 1")
+    return lo, hi
+
+
+def _unit(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be in [0, 1]")
+    return v
+
+
+def _strength(text: str) -> float:
+    v = float(text)
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be in (0, 1]")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+    return v
+
+
+def add_guidance_flags(p: argparse.ArgumentParser, *, img2img: bool = True) -> None:
+    g = p.add_argument_group("guidance and image-to-image")
+    g.add_argument("--cfg-interval", type=_interval, default=(0.0, 1.0), metavar="LO,HI",
+                   help="apply CFG only for t in [LO, HI] (Kynkaanniemi et al. 2024); outside, conditional only")
+    g.add_argument("--cfg-rescale", type=_unit, default=0.0, metavar="PHI",
+                   help="guidance rescale to the conditional prediction's std (Lin et al. 2024); 0 = off")
+    g.add_argument("--negative-prompt", default=None, metavar="TEXT",
+                   help="the unconditional branch reads this text ('' = the null condition: plain CFG)")
+    g.add_argument("--shift", type=_positive, default=None,
+                   help="sampler time-grid shift t' = s t / (1 + (s-1) t) (default: the run's flow.shift)")
+    if img2img:
+        g.add_argument("--init", default=None, metavar="IMAGE",
+                       help="image-to-image: start from this picture (resized to the run's size)")
+        g.add_argument("--strength", type=_strength, default=0.6,
+                       help="with --init: noise level t0 to start from (1 = ignore the picture)")
+
+
+def guidance_of(args: argparse.Namespace) -> Any:
+    from ouro.train.sample import Guidance
+
+    strength = args.strength if getattr(args, "init", None) else 1.0
+    return Guidance(interval=tuple(args.cfg_interval), rescale=float(args.cfg_rescale),
+                    strength=float(strength), shift=args.shift)
+
+
+def negative_condition(s: Any, text: str | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(neg_ctx, neg_mask) for n samples, encoded as the run's prompts are; None for no (or an
+    empty) negative prompt: the empty text IS every family's null condition."""
+    if not text:
+        return None, None
+    kind = getattr(s.cfg.model, "condition_input", "ctx")
+    if kind == "label":
+        raise UserError("--negative-prompt: this run is conditioned on class labels, not text")
+    if kind == "ctx_tokens":
+        from ouro.train.sample import encode_prompts
+
+        tokens, mask = encode_prompts(s, [text])  # (1, T, E), (1, T)
+        return np.repeat(tokens, n, 0), np.repeat(mask, n, 0)
+    from ouro.text import embed
+
+    return np.repeat(np.asarray(embed([text], progress=False), np.float32)[:, None, :], n, 0), None  # (n, 1, E)
+
+
+def init_images(s: Any, path: str | None, n: int) -> np.ndarray | None:
+    """(n, H, W, C) starting images in the model's data space: the picture resized to the
+    run's size (pixels in [-1, 1]), or, for a latent run, encoded by its autoencoder."""
+    if not path:
+        return None
+    from pathlib import Path
+
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise UserError(f"--init {path}: no such image file")
+    size, ch = s.cfg.data.image_size, s.cfg.data.channels
+    ae_dir = getattr(s.cfg.data, "autoencoder", "")
+    ae = None
+    if ae_dir:
+        from ouro.vae import load_autoencoder
+
+        ae = load_autoencoder(ae_dir)
+        pixels, mode = size * ae.downsample, "RGB"
+    else:
+        pixels, mode = size, ("L" if ch == 1 else "RGB")
+    img = Image.open(path).convert(mode).resize((pixels, pixels), Image.BICUBIC)
+    x = np.asarray(img, np.float32) / 127.5 - 1.0  # the inverse of ouro.train.png.to_uint8
+    x = x.reshape(pixels, pixels, -1)[None]  # (1, H, W, C)
+    if ae is not None:
+        x = ae.encode(x)
+    if x.shape[1:] != (size, size, ch):
+        raise UserError(f"--init {path}: gives {x.shape[1:]}, the run samples {(size, size, ch)}")
+    return np.repeat(x, n, 0)
+
+
+def sample_kwargs(s: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """sample_images keywords for n samples from the parsed flags."""
+    neg_ctx, neg_mask = negative_condition(s, args.negative_prompt, n)
+    return {"guidance": guidance_of(args), "neg_ctx": neg_ctx, "neg_mask": neg_mask,
+            "init": init_images(s, getattr(args, "init", None), n)}
+
+
+def describe(args: argparse.Namespace) -> dict[str, str]:
+    """The non-default settings, for PNG metadata and file names."""
+    out = {}
+    if tuple(args.cfg_interval) != (0.0, 1.0):
+        out["cfg_interval"] = "{:g},{:g}".format(*args.cfg_interval)
+    if args.cfg_rescale:
+        out["cfg_rescale"] = f"{args.cfg_rescale:g}"
+    if args.negative_prompt:
+        out["negative_prompt"] = args.negative_prompt
+    if args.shift is not None:
+        out["shift"] = f"{args.shift:g}"
+    if getattr(args, "init", None):
+        out.update(init=str(args.init), strength=f"{args.strength:g}")
+    return out
