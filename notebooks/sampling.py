@@ -26,6 +26,9 @@ sample_steps: int = 32  # sampler steps
 cfg_scales: list[float] = [1.0, 3.0, 5.0]  # one grid per classifier-free guidance scale
 per_class: int = 10  # samples per class (one grid row per class)
 seed: int = 1234  # fixed noise: grids comparable across checkpoints and scales
+cfg_interval: list[float] = [0.0, 1.0]  # CFG only while t is in [lo, hi] (Kynkaanniemi et al. 2024)
+cfg_rescale: float = 0.0  # guidance rescale phi (Lin et al. 2024); 0 = plain CFG
+shift: float | None = None  # sampler time-grid shift; None = the run's own (flow.shift)
 smoke: bool = False  # True: train a 4-step digits-smoke run here and sample it with 2 steps (CI)
 out_dir: str = ""  # where grids and scores go (empty: outputs/runs/sampling)
 
@@ -38,7 +41,7 @@ from ouro.fileio import write_json
 from ouro.paths import project_path, resolve_out_dir
 from ouro.train import preset_config, train
 from ouro.train.evaluate import evaluate_samples
-from ouro.train.sample import load_for_sampling, sample_grid, save_grid
+from ouro.train.sample import Guidance, load_for_sampling, sample_grid, save_grid
 
 out = resolve_out_dir(out_dir, "sampling")
 if smoke:  # the same 4-step config as the training notebook's smoke run (shared compile cache)
@@ -59,15 +62,17 @@ print(f"{sampler.cfg.name}: step {sampler.step}, {'EMA' if use_ema else 'raw'} w
 
 # %%
 results = []
+guidance = Guidance(interval=tuple(cfg_interval), rescale=cfg_rescale, shift=shift)
 for scale in cfg_scales:
     images, labels = sample_grid(sampler, per_class=per_class, steps=sample_steps, method=method,
-                                 cfg_scale=scale, seed=seed)
+                                 cfg_scale=scale, seed=seed, guidance=guidance)
     scores = evaluate_samples(images, labels)
     grid = save_grid(images, labels, out / f"samples_cfg{scale:g}.png", per_row=per_class,
                      title=f"step {sampler.step}, {method} {sample_steps} steps, CFG {scale:g}, acc {scores['accuracy']:.2f}")
     results.append({"cfg_scale": scale, "grid": grid.name, **scores})
 write_json(out / "sampling.json", {"run_dir": str(run_dir), "step": sampler.step, "use_ema": use_ema,
-                                   "method": method, "sample_steps": sample_steps, "results": results})
+                                   "method": method, "sample_steps": sample_steps, "cfg_interval": cfg_interval,
+                                   "cfg_rescale": cfg_rescale, "shift": shift, "results": results})
 display(Markdown(render_json_table({"results": [{k: v for k, v in r.items() if k != "accuracy_per_class"} for r in results]})))
 
 # %%
