@@ -120,17 +120,24 @@ def sample_images(s: Sampler, ctx: np.ndarray, *, steps: int = 32, method: str =
                   cfg_scale: float = 3.0, seed: int = 0, guidance_rate: float = 0.0,
                   batch_size: int = 256, ctx_mask: np.ndarray | None = None,
                   guidance: Guidance = Guidance(), neg_ctx: np.ndarray | None = None,
-                  neg_mask: np.ndarray | None = None, init: np.ndarray | None = None) -> np.ndarray:
+                  neg_mask: np.ndarray | None = None, init: np.ndarray | None = None,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
     """(N, H, W, C) float32 samples for contexts (N, T, E) (or int labels (N,)), in batches.
     ctx_mask (N, T): True = a real text token (per-token text; the null condition masks all).
     neg_ctx / neg_mask: the negative prompt's condition per sample (the weak CFG branch).
     init (N, H, W, C): image-to-image from these images (data space of the model) at
-    guidance.strength."""
-    size, ch = s.cfg.data.image_size, s.cfg.data.channels
-    shift = run_shift(s.cfg, size, size) if guidance.shift is None else float(guidance.shift)
+    guidance.strength. size (H, W): sample at this size in the model's data space (latents for
+    a latent run) instead of the run's square image_size; XUT's axial RoPE and aspect
+    embedding read the shape (one compile per size)."""
+    ch = s.cfg.data.channels
+    height, width = size or (s.cfg.data.image_size,) * 2
+    p = int(getattr(s.cfg.model, "patch_size", 1) or 1)
+    if height % p or width % p or height < p or width < p:
+        raise ValueError(f"size {height}x{width}: both sides must be positive multiples of patch_size={p}")
+    shift = run_shift(s.cfg, height, width) if guidance.shift is None else float(guidance.shift)
     fn = _sampler_fn(s.graphdef, int(steps), method, float(cfg_scale), float(guidance_rate), shift,
                      dataclasses.replace(guidance, shift=None), neg_ctx is not None, init is not None)
-    noise = np.asarray(jax.random.normal(jax.random.key(seed), (len(ctx), size, size, ch)))
+    noise = np.asarray(jax.random.normal(jax.random.key(seed), (len(ctx), height, width, ch)))
     if init is not None and np.shape(init) != noise.shape:
         raise ValueError(f"init images {np.shape(init)} must be (N, H, W, C) = {noise.shape}")
     outs = []

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--autoguidance", type=float, default=0.0,
                    help="TREAD rate of the weak (unconditional) branch; 0 = plain CFG")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
-    from ouro.train.guidance_flags import add_guidance_flags, describe, sample_kwargs
+    from ouro.train.sampler_flags import add_guidance_flags, describe, sample_kwargs
 
     add_guidance_flags(p)  # --cfg-interval --cfg-rescale --negative-prompt --shift --init --strength
     p.add_argument("--out", default=None, help="grid PNG path (default RUN_DIR/samples_<...>.png); the images "

@@ -62,9 +62,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--cfg", default="1,2,3,5", help="CFG scales, comma-separated")
     p.add_argument("--per-class", type=int, default=20, help="samples per class and setting")
     p.add_argument("--method", default="euler", choices=["euler", "heun"], help="ODE sampler")
-    from ouro.train.guidance_flags import add_guidance_flags, describe, sample_kwargs
+    from ouro.train.sampler_flags import add_guidance_flags, describe, sample_kwargs
 
-    add_guidance_flags(p, img2img=False)  # --cfg-interval --cfg-rescale --negative-prompt --shift
+    add_guidance_flags(p, img2img=False, size=False)  # --cfg-interval --cfg-rescale --negative-prompt --shift
     args = p.parse_args(argv)
 
     sampler = load_run(args.ckpt, args.step)

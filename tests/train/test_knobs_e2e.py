@@ -5,7 +5,7 @@
   its sampler honours guidance interval / rescale / negative text / image-to-image by their
   definitions through `sample_images` (the jitted path `ouro sample` runs).
 - `ouro sample` and `ouro sweep` take the guidance flags on a digits run (PNG metadata
-  records them; a bad flag is one line and exit 2).
+  records them; a bad flag is one line and exit 2); `ouro sample --size WxH` samples any aspect.
 """
 
 import hashlib
@@ -90,6 +90,13 @@ def test_sample_and_sweep_cli_guidance_flags(tmp_path, capsys):
                  "--init", str(tmp_path / "init.png"), "--strength", "0.5", "--out", str(out)]) == 0
     meta = Image.open(tmp_path / "g" / "sample_0000.png").text
     assert meta["cfg_interval"] == "0.2,0.8" and meta["cfg_rescale"] == "0.5" and meta["strength"] == "0.5"
+    # any aspect: a 24 x 16 sample of the 16 x 16 run (XUT's RoPE and aspect embedding read the shape)
+    assert ouro(["sample", "--ckpt", str(run), "--class", "3", "--per-class", "1", "--steps", "2", "--size", "24x16",
+                 "--out", str(tmp_path / "wide.png")]) == 0
+    assert Image.open(tmp_path / "wide" / "sample_0000.png").size == (24 * 4, 16 * 4)  # saved 4x upscaled
+    capsys.readouterr()
+    assert ouro(["sample", "--ckpt", str(run), "--size", "18x16"]) == 2
+    assert "--size 18x16: both sides must be multiples of 4" in capsys.readouterr().err
     assert ouro(["sweep", "--ckpt", str(run), "--steps", "2", "--cfg", "3", "--per-class", "1", *flags]) == 0
     rows = json.loads((run / "sweep.json").read_text())["rows"]
     assert rows[0]["cfg_interval"] == "0.2,0.8" and rows[0]["shift"] == "3"
