@@ -92,7 +92,7 @@ class TrainConfig:
     clip_norm: float = 1.0  # global-norm clipping (HDM, Ouroboros)
     ema_decay: float = 0.999  # EMA of weights, used for sampling
     microbatches: int = 1  # gradient accumulation: the global batch runs in k slices per step
-    cfg_dropout: float = 0.1  # P(context -> zero vector): trains the unconditional branch
+    cfg_dropout: float = 0.1  # P(condition -> the model's null condition): trains the unconditional branch
     tread_rate: float = 0.5  # TREAD: fraction of image tokens routed around the XUT core
     flow: FlowConfig = FlowConfig()  # t distribution, timestep shift, loss weighting (ouro/flow/timesteps.py)
     log_every: int = 50  # host sync + CSV row every N steps (not every step)

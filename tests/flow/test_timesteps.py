@@ -132,3 +132,16 @@ def test_flow_loss_weighting_is_the_weighted_mean_and_bins_stay_unweighted():
     np.testing.assert_allclose(plain, aux["per_sample"].mean(), rtol=1e-6)
     np.testing.assert_allclose(weighted, (loss_weight(t, "min_snr", 2.0) * aux["per_sample"]).mean(), rtol=1e-6)
     assert float(weighted) < float(plain)
+
+
+def test_train_config_reads_flow_and_old_runs_t_schedule():
+    from ouro.config import to_dict
+    from ouro.train import preset_config
+    from ouro.train.config import from_dict
+
+    cfg = override(preset_config("digits-smoke"), ["flow.t_dist=cosmap", "flow.loss_weight=min_snr_x0"])
+    assert from_dict(to_dict(cfg)) == cfg  # config.json round trip
+    old = to_dict(preset_config("digits-smoke"))
+    old.pop("flow")
+    old["t_schedule"] = "uniform"  # a run written before FlowConfig
+    assert from_dict(old).flow == FlowConfig(t_dist="uniform")
