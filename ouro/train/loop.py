@@ -29,6 +29,7 @@ from ouro.provenance import git_commit
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
+from ouro.train import identity
 from ouro.train.inputs import make_input
 from ouro.train.metrics import CSVLog, Sinks
 from ouro.train.runlock import RunLock
@@ -73,6 +74,11 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
+    # a resume keeps the run's config, but for keys that cannot change its meaning
+    previous = identity.previous_config(out)
+    if not identity.has_checkpoints(cfg.ckpt_dir or out / "checkpoints"):
+        previous = None  # nothing to resume: a fresh start may use any config
+    changes = identity.resume_changes(previous, to_dict(cfg), out)
 
     # -- mesh, input, model ------------------------------------------------------------
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.fsdp)
@@ -85,8 +91,6 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
                    # per-token text: T and the encoder settings `ouro sample` encodes prompts with
                    "text_tokens": info.get("text_tokens"),
                    "lr_rule_counts": lr_rules(trainer.abstract_state["params"], dim)["counts"]}
-    if is_main:
-        write_json(out / "config.json", config_json)
 
     # -- restore or init ---------------------------------------------------------------
     keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
@@ -100,6 +104,9 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     else:
         state = trainer.make_state()
     step = int(jax.device_get(state["step"]))
+    config_json = identity.with_history(config_json, previous, resumed_from, changes)
+    if is_main:  # the config this call trains with, and every change accepted on resume
+        write_json(out / "config.json", config_json)
     csv_log = CSVLog(out / "loss.csv", resume_step=step) if is_main else None
     sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
     flops_img = model_train_flops(cfg.model, cfg, info.get("ctx_len", 1))
