@@ -95,7 +95,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     # -- restore or init ---------------------------------------------------------------
     keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
     ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts,
-                        keep_every=keep_every)
+                        keep_every=keep_every, clean_partial=True)
     restored = ckpt.restore_latest(trainer.abstract_state, trainer.state_shardings)
     resumed_from = None if restored is None else restored[2]
     if restored is not None:
