@@ -25,6 +25,7 @@ from ouro import sharding as shd
 from ouro.config import to_dict
 from ouro.model.registry import family_of
 from ouro.plan.peaks import job_peak
+from ouro.errors import UserError
 from ouro.provenance import git_commit
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
@@ -37,8 +38,9 @@ from ouro.train.optim import lr_rules, reference_lr
 from ouro.train.step import NEVER, ModelFactory, build_trainer, read_and_reset_acc
 
 
-class NonFiniteLoss(FloatingPointError):
-    """Raised when the loss or gradient norm became NaN/Inf; names the step."""
+class NonFiniteLoss(UserError, FloatingPointError):
+    """Raised when the loss or gradient norm became NaN/Inf; names the step and the last good
+    checkpoint. A UserError: the fix is the user's (lr, data), so the CLI prints one line."""
 
 
 def model_train_flops(model_cfg: Any, cfg: Any, ctx_len: int = 1) -> float:
@@ -61,11 +63,28 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     """
     validate(cfg, jax.device_count())
     writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir and "://" not in cfg.ckpt_dir else [])
-    with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(StopFlag())
-        for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
-            stack.enter_context(RunLock(directory, enabled=jax.process_index() == 0))
-        return _train(cfg, make_model, stop_after, stop)
+    created = [Path(d) for d in writes if not Path(d).exists()]
+    try:
+        with contextlib.ExitStack() as stack:
+            stop = stack.enter_context(StopFlag())
+            for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
+                stack.enter_context(RunLock(directory, enabled=jax.process_index() == 0))
+            return _train(cfg, make_model, stop_after, stop)
+    except BaseException:
+        for directory in created:  # a run refused in set-up leaves no empty run directory
+            _remove_if_unused(directory)
+        raise
+
+
+def _remove_if_unused(directory: Path) -> None:
+    """Delete a directory this call created if it holds nothing but the run lock (and empty
+    folders): a run that failed before writing anything."""
+    with contextlib.suppress(OSError):
+        files = [p for p in directory.rglob("*") if not p.is_dir()]
+        if all(p.name == "run.lock" for p in files):
+            import shutil
+
+            shutil.rmtree(directory)
 
 
 def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
