@@ -55,6 +55,21 @@ def ipc_directory() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def kernel_environment() -> Iterator[None]:
+    """What the kernel inherits: a text progress bar (ouro/progress.py), since its output
+    streams to a terminal where a widget would print nothing."""
+    before = os.environ.get("OURO_PROGRESS")
+    os.environ["OURO_PROGRESS"] = "text"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OURO_PROGRESS", None)
+        else:
+            os.environ["OURO_PROGRESS"] = before
+
+
 class StopOnSignal:
     """SIGINT / SIGTERM during a run -> SIGINT to the kernel, then no further cell."""
 

@@ -150,7 +150,7 @@ def run_notebook(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from ouro.runs.kernel import RunInterrupted, StopOnSignal, ipc_directory
+    from ouro.runs.kernel import RunInterrupted, StopOnSignal, ipc_directory, kernel_environment
 
     notebook = Path(notebook).resolve()
     nb = load_notebook(notebook)
@@ -208,7 +208,7 @@ def run_notebook(
     logging.getLogger("papermill").addFilter(quiet)
     stopper = StopOnSignal([], grace_s)
     try:
-        with ipc_directory() as ipc, stopper:
+        with ipc_directory() as ipc, kernel_environment(), stopper:
             papermill.execute_notebook(
                 nb, str(executed), parameters=params,
                 kernel_name=kernel_name or nb.metadata.kernelspec.get("name", "python3"),

@@ -177,9 +177,9 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     stopped_by = None
     bar = None
     if cfg.progress and is_main:
-        from tqdm.auto import tqdm
+        from ouro.progress import progress_bar
 
-        bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
+        bar = progress_bar(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
     t_window, window_start = time.perf_counter(), step
     first_step = step
     while step < cfg.steps:
