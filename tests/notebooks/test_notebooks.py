@@ -57,6 +57,20 @@ def test_parameters_cell_follows_the_contract(py):
 
 
 @pytest.mark.parametrize("py", PY, ids=lambda p: p.stem)
+def test_every_parameter_is_annotated(py):
+    """The README's promise: each parameter carries its type (`steps: int | None = None`),
+    which `ouro run -p` checks values against before a kernel starts."""
+    import ast
+
+    nb = run.load_notebook(py)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    plain = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)]
+    assert not plain, f"{py.name}: parameters without a type annotation: {plain}"
+    assert set(run.notebook_parameter_types(nb)) == set(run.notebook_parameters(nb))
+
+
+@pytest.mark.parametrize("py", PY, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(py, tmp_path, monkeypatch):
     # Kernels inherit this environment. One CPU device, as on a laptop (the 8-device mesh is
     # the training tests' business), and a persistent XLA cache: compiling dominates a
