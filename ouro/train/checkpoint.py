@@ -230,6 +230,36 @@ class Checkpointer:
             self._warn(f"no checkpoint under {self.directory} restores: starting from scratch")
         return None
 
+    def restore_for_reading(self, abstract_state: dict, shardings: dict, step: int | None = None
+                            ) -> tuple[dict, dict, int]:
+        """(state, meta, step) for a reader (`ouro sample`, sweeps): the given step, or the
+        newest that restores, each damaged newer one reported by step and path (a named
+        warning, as a resume gives) but left in place: the run's writer decides what to move.
+        Raises UserError naming the steps there are when nothing (or `step`) restores."""
+        steps = sorted(self.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        if step is not None and step not in steps:
+            raise FileNotFoundError(f"no checkpoint step {step} under {self.directory} "
+                                    f"(there are: {', '.join(map(str, steps)) or 'none'})")
+        failed = []
+        for s in [step] if step is not None else steps:
+            try:
+                state, meta = self.restore(abstract_state, shardings, s)
+                return state, meta, s
+            except CheckpointMismatch:
+                raise
+            except Exception as e:  # noqa: BLE001 - whatever broke, an older one may be fine
+                failed.append(s)
+                self._warn(f"checkpoint step {s} at {self.directory / str(s)} does not restore "
+                           f"({type(e).__name__}: {_one_line(e)})"
+                           + ("" if step is not None else "; trying the next older one"))
+        others = [s for s in steps if s not in failed]
+        raise ckpt_verify.CorruptCheckpoint(
+            f"checkpoint step {step} under {self.directory} does not restore; other steps: "
+            f"{', '.join(map(str, others)) or 'none'} (choose one with --step)" if step is not None else
+            f"no checkpoint under {self.directory} restores (steps {', '.join(map(str, failed)) or 'none'})")
+
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         print(f"WARNING: {message}", file=sys.stderr, flush=True)
