@@ -39,6 +39,7 @@ SAFE_ON_RESUME: dict[str, str] = {
     "sample.": "the end-of-run sampler (steps, method, CFG, grid size, seed); training is unaffected",
     "mesh.": "restore reshards into the new mesh; the losses on 1 and 8 devices are the same (tested)",
     "microbatches": "the same global batch in k slices: the same update up to float rounding",
+    "data.mode": "preload or stream: the same batches in the same order (tested)",
     "data.workers": "reader threads: the same batches, read faster or slower",
     "data.prefetch": "batches read ahead: the same batches",
     "model.remat": "what is recomputed in the backward pass: memory, not math",

@@ -9,6 +9,7 @@ import pytest
 
 from ouro.train import NonFiniteLoss, train
 from ouro.train.checkpoint import CheckpointMismatch, Checkpointer
+from ouro.train.identity import ConfigChanged
 
 pytestmark = pytest.mark.faults
 
@@ -97,6 +98,9 @@ def test_checkpoint_of_another_config_is_refused_not_moved_aside(fx, finished_ru
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     cfg = fx.worker.toy_cfg(out, model=fx.worker.ToyConfig(dim=16))  # intact, but not this model's
+    with pytest.raises(ConfigChanged, match="model.dim: 32 → 16"):  # the run's config.json says so first
+        train(cfg, fx.worker.make_toy)
+    (out / "config.json").unlink()  # without that record, the arrays themselves refuse
     with pytest.raises(CheckpointMismatch, match=r"checkpoint step 12 .* shape \(32,\) stored, \(16,\) expected"):
         train(cfg, fx.worker.make_toy)
     assert Checkpointer(out / "checkpoints").all_steps() == [8, 12]
