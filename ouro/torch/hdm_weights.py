@@ -85,29 +85,42 @@ def flat(params: Any) -> dict[str, np.ndarray]:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, f"{prefix}.{k}" if prefix else str(k))
-        elif node is not None:
-            out[prefix] = np.asarray(node)
+        elif node is not None:  # arrays become NumPy; abstract ones (eval_shape) stay as they are
+            out[prefix] = np.asarray(node) if hasattr(node, "__array__") else node
 
     walk(params, "")
     return out
 
 
+BUFFERS = ("time_emb.freqs",)  # in HDM's state dict but not parameters (ouro recomputes them)
+
+
 def timestep_freqs(dim: int) -> np.ndarray:
-    """HDM's `time_emb.freqs` buffer (1, D/2): exp(-ln(1e4) k / (D/2))."""
+    """HDM's `time_emb.freqs` buffer (1, D/2): exp(-ln(1e4) k / (D/2)), in float32 arithmetic
+    as torch computes it (a last-bit difference is possible between exp implementations: an
+    imported file's own buffer is kept with the run and exported back, see `to_hdm`)."""
     half = dim // 2
-    return np.exp(-math.log(1e4) * np.arange(half, dtype=np.float32) / half)[None].astype(np.float32)
+    try:  # torch's own arithmetic, bit for bit what HDM's module computes on the CPU
+        import torch
+
+        return torch.exp(-math.log(1e4) * torch.arange(half, dtype=torch.float32) / half)[None].numpy()
+    except ImportError:
+        return np.exp(-math.log(1e4) * np.arange(half, dtype=np.float64) / half)[None].astype(np.float32)
 
 
-def to_hdm(params: Any, cfg: Any, dtype: Any = np.float32) -> dict[str, np.ndarray]:
-    """ouro XUDiT parameters (nested pure dict or flat dotted dict) -> HDM state dict."""
+def to_hdm(params: Any, cfg: Any, dtype: Any = np.float32, buffers: dict[str, np.ndarray] | None = None
+           ) -> dict[str, np.ndarray]:
+    """ouro XUDiT parameters (nested pure dict or flat dotted dict) -> HDM state dict.
+    `buffers`: HDM's non-parameter tensors as an imported file had them (else recomputed)."""
     src = flat(params)
     p, c, d = cfg.patch_size, cfg.in_channels, cfg.dim
     out = {"in_patch.proj.weight": src["in_patch.proj.kernel"].reshape(p, p, c, d).transpose(3, 2, 0, 1),
            "time_emb.freqs": timestep_freqs(d)}
+    out.update(buffers or {})
     for path, index, name, kind in entries(cfg):
         a = src[path][index]
         out[name] = a.T if kind == LINEAR else a
-    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in out.items()}
+    return {k: v if k in (buffers or {}) else np.ascontiguousarray(v, dtype=dtype) for k, v in out.items()}
 
 
 def strip_prefix(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
