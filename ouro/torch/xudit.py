@@ -238,6 +238,7 @@ class XUDiTTransformer2DModel(ModelMixin, ConfigMixin):
         tread_rate_default: float = 0.5,  # HDM's tread_config dropout_ratio (only for the fallback)
         tread_zero_falls_back: bool = False,  # True: HDM's falsy tread_rate=0.0
         num_class_embeddings: int = 0,  # >0: a buffer of per-class context vectors (class_labels)
+        sample_size: int | None = None,  # training side length of x (pixels or latents); pipelines' default
     ):
         super().__init__()
         if skip not in ("last", "per_level"):
