@@ -7,6 +7,8 @@
                               run's class table as `class_embeddings` for class-conditional runs
     OUT/scheduler/            FlowMatchEulerDiscreteScheduler, shift 1 (t = 1 noise, v = eps - x0)
     OUT/vae/                  the run's AutoencoderKL (latent runs only; already diffusers' layout)
+    OUT/text_encoder/, tokenizer/   Gemma-3 270M as transformers' Gemma3TextModel + fast tokenizer
+                              (runs conditioned on Gemma text embeddings; ouro/torch/gemma.py)
 
 The code files make the folder self-contained: it loads where ouro is not installed, with
 `trust_remote_code=True` (diffusers' switch for code shipped inside a model folder).
@@ -45,8 +47,22 @@ def build_transformer(cfg: Any, params: dict, *, class_table: Any = None, dtype:
     return tm.to(getattr(torch, dtype)).eval()
 
 
+def uses_gemma_text(cfg: Any) -> bool:
+    """The run's contexts are Gemma-3 pooled text embeddings (digits captions with
+    data.context=gemma; sharded datasets, whose embeddings ouro and Ouroboros make with Gemma)."""
+    return cfg.data.kind == "sharded" or getattr(cfg.data, "context", "") == "gemma"
+
+
+def export_text(out: Path, dtype: str = "float32") -> None:
+    """text_encoder/ (Gemma3TextModel) and tokenizer/ from ouro's cached Gemma-3 weights."""
+    from ouro.torch import gemma
+
+    gemma.text_encoder(dtype=dtype).save_pretrained(out / "text_encoder", safe_serialization=True)
+    gemma.tokenizer().save_pretrained(out / "tokenizer")
+
+
 def export_diffusers(run: str | Path, out: str | Path, *, step: int | None = None, use_ema: bool = True,
-                     dtype: str = "float32") -> Path:
+                     dtype: str = "float32", text_encoder: str = "auto") -> Path:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     from ouro.fileio import write_json
@@ -82,6 +98,10 @@ def export_diffusers(run: str | Path, out: str | Path, *, step: int | None = Non
     if ae_dir:
         _copy_vae(Path(ae_dir), tmp / "vae")
         index["vae"] = ["diffusers", "AutoencoderKL"]
+    if text_encoder == "yes" or (text_encoder == "auto" and uses_gemma_text(cfg)):
+        export_text(tmp, dtype)
+        index["text_encoder"] = ["transformers", "Gemma3TextModel"]
+        index["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
     write_json(tmp / "model_index.json", index)
     write_json(tmp / "ouro_export.json", {"run": str(run), "step": s.step, "weights": "ema" if use_ema else "params",
                                           "model": type(cfg.model).__name__, "latent": bool(ae_dir),

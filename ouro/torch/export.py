@@ -69,6 +69,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--raw", action="store_true", help="export the raw parameters instead of their EMA")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="weight dtype of the exported file(s)")
+    p.add_argument("--text-encoder", default="auto", choices=["auto", "yes", "no"],
+                   help="diffusers: include Gemma-3 text_encoder/ + tokenizer/ (~1 GB in float32); auto: when "
+                        "the run is conditioned on Gemma text embeddings")
     args = p.parse_args(argv)
     if args.to == "hdm":
         if args.dtype == "bfloat16":
@@ -78,7 +81,8 @@ def main(argv: list[str]) -> int:
         return 0
     from ouro.torch.diffusers_export import export_diffusers
 
-    out = export_diffusers(args.run, args.out, step=args.step, use_ema=not args.raw, dtype=args.dtype)
+    out = export_diffusers(args.run, args.out, step=args.step, use_ema=not args.raw, dtype=args.dtype,
+                           text_encoder=args.text_encoder)
     print(f"wrote {out}/ (load with diffusers.DiffusionPipeline.from_pretrained({str(out)!r}, "
           f"trust_remote_code=True))")
     return 0

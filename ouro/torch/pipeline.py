@@ -35,19 +35,20 @@ class OuroXUTPipeline(DiffusionPipeline):
                               tokenizer=tokenizer)
 
     @torch.no_grad()
-    def encode_prompt(self, prompt: list[str], max_tokens: int = 256) -> torch.Tensor:
-        """Pooled Gemma-3 embeddings exactly as ouro.text.embed computes them: tokens without
-        BOS, mean over the last hidden states of the real tokens, L2-normalised -> (B, 640)."""
+    def encode_prompt(self, prompt: list[str], max_tokens: int = 512) -> torch.Tensor:
+        """Pooled Gemma-3 embeddings exactly as ouro.text.embed computes them: BOS + the text's
+        tokens (at most max_tokens in all), mean over the last hidden states of the text's own
+        tokens (BOS excluded), L2-normalised -> (B, 640)."""
         if self.text_encoder is None or self.tokenizer is None:
             raise ValueError("this pipeline has no text encoder: pass class_label or prompt_embeds")
+        bos = self.tokenizer.bos_token_id
         vectors = []
         for text in prompt:  # one at a time: no padding, so no mask can differ from ouro's
-            ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_tokens,
-                                 return_tensors="pt").input_ids.to(self.device)
-            if ids.shape[1] == 0:
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids[: max_tokens - 1]
+            if not ids:
                 raise ValueError(f"prompt {text!r} has no tokens")
-            hidden = self.text_encoder(input_ids=ids).last_hidden_state.float()  # (1, T, 640)
-            pooled = hidden.mean(dim=1)
+            hidden = self.text_encoder(input_ids=torch.tensor([[bos, *ids]], device=self.device)).last_hidden_state
+            pooled = hidden[:, 1:].float().mean(dim=1)  # (1, 640)
             vectors.append(pooled / pooled.norm(dim=-1, keepdim=True))
         return torch.cat(vectors)
 
