@@ -1,5 +1,5 @@
 """XUDiT in PyTorch as a diffusers model: the same network as ouro/model/xudit.py (JAX), with
-HDM's parameter names, so its state dict IS HDM's `XUDiT` layout (shared/spec/xut.md).
+HDM's parameter names, so its state dict IS HDM's `XUDiT` layout (docs/xut.md).
 
     model = XUDiTTransformer2DModel(dim=128, mlp_dim=384, head_dim=32, depth=2, ...)
     v = model(x_bchw, t_b, ctx_btc).sample          # t in [0, 1], t = 1 is noise; v = eps - x0
