@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.slow  # trains two tiny runs (session fixtures shared with test_gemma_export)
 
 from ouro import cli  # noqa: E402
 

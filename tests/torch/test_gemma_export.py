@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.gemma
+pytestmark = [pytest.mark.gemma, pytest.mark.slow]  # ~2.5 min on a loaded 2-core CPU
 
 TEXTS = ["a photo of a cat", "a small red circle above a blue square", "Hello  world\n x",
          "<b>bold</b> héllo ✓ 日本", "7"]
