@@ -58,16 +58,15 @@ def test_parameters_cell_follows_the_contract(py):
 
 @pytest.mark.parametrize("py", PY, ids=lambda p: p.stem)
 def test_every_parameter_is_annotated(py):
-    """The README's promise: each parameter carries its type (`steps: int | None = None`),
-    which `ouro run -p` checks values against before a kernel starts."""
+    """The README promises typed parameters (`steps: int | None = None`): `ouro run -p` checks
+    values against them, and a reader sees what each one takes."""
     import ast
 
-    nb = run.load_notebook(py)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    plain = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+    from ouro.runs.params import _parameter_nodes
+
+    plain = [t.id for node in _parameter_nodes(run.load_notebook(py)) if isinstance(node, ast.Assign)
              for t in node.targets if isinstance(t, ast.Name)]
-    assert not plain, f"{py.name}: parameters without a type annotation: {plain}"
-    assert set(run.notebook_parameter_types(nb)) == set(run.notebook_parameters(nb))
+    assert plain == [], f"{py.name}: parameters without a type annotation: {plain}"
 
 
 @pytest.mark.parametrize("py", PY, ids=lambda p: p.stem)
