@@ -42,8 +42,9 @@ def main(argv: list[str]) -> int:
     from ouro.train.config import PRESETS
 
     p = parser(argv)
-    p.add_argument("--preset", default="digits", choices=sorted(PRESETS),
-                   help="starting configuration (default: digits)")
+    # no argparse `choices`: a misspelt preset is one line with a suggestion, not a usage block
+    p.add_argument("--preset", default="digits", metavar="NAME",
+                   help=f"starting configuration (default: digits): {', '.join(PRESETS)}")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (preset + overrides) as JSON and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.dim=64")

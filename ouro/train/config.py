@@ -202,7 +202,11 @@ PRESETS = {
 def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
     """A preset with TrainConfig fields replaced, e.g. preset_config("digits", steps=300)."""
     if preset not in PRESETS:
-        raise ConfigError(f"unknown training preset {preset!r}; known: {', '.join(PRESETS)}")
+        from ouro.config import suggest
+
+        hint = suggest(preset, PRESETS)
+        raise ConfigError(f"unknown training preset {preset!r}; "
+                          + (hint if hint.startswith("did") else f"known: {', '.join(PRESETS)}"))
     cfg = PRESETS[preset]()
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 

@@ -222,7 +222,8 @@ def load_for_sampling(run_dir: str | Path, *, step: int | None = None, use_ema: 
     mesh = shd.make_mesh(devices=jax.devices()[:1])
     trainer = build_trainer(cfg, mesh, make_model)
     ckpt = Checkpointer(cfg.ckpt_dir or run_dir / "checkpoints", keep=cfg.keep_ckpts)
-    state, _ = ckpt.restore(trainer.abstract_state, trainer.state_shardings, step)
+    # the newest checkpoint that restores (a damaged one is named and skipped), or `step`
+    state, _, _ = ckpt.restore_for_reading(trainer.abstract_state, trainer.state_shardings, step)
     ckpt.close()
     class_ctx = None
     if cfg.data.kind == "digits":

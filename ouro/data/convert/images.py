@@ -4,7 +4,9 @@ Captions, in this order of precedence:
   - one metadata file in DIR: `captions.jsonl` or `metadata.jsonl` (Hugging Face imagefolder),
     one JSON object per line with "file" / "file_name" (path relative to DIR) and
     "caption" / "text";
-  - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped).
+  - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped);
+  - Kohya's layout (folders `<repeats>_<name>/`, same-stem .txt/.caption captions, repeats
+    honoured): ouro/data/convert/kohya.py.
 Images are center-cropped to a square, resized to `size` (Lanczos), scaled to [-1, 1] and
 passed through `encode` (an autoencoder: (N, H, W, 3) -> NHWC latents) or kept as pixels.
 Captions are embedded per shard with `embed` (default: Gemma-3 via ouro.text.embed, cached);
@@ -87,6 +89,18 @@ def find_captions(root: Path) -> dict[str, str]:
     return {n: captions[n] for n in images}
 
 
+def find_rows(root: Path) -> tuple[list[tuple[str, str]], str]:
+    """(image, caption) rows in dataset order, and the layout read: a metadata file or `.txt`
+    captions ("captions"), or Kohya's `<repeats>_<name>/` folders ("kohya", each image
+    repeated `repeats` times in a row; ouro/data/convert/kohya.py)."""
+    from ouro.data.convert.kohya import is_kohya, read_kohya
+
+    if is_kohya(root) and not any((root / m).exists() for m in METADATA_FILES):
+        rows = read_kohya(root, IMAGE_SUFFIXES, read_text)
+        return [(name, caption) for name, caption, repeats in rows for _ in range(repeats)], "kohya"
+    return list(find_captions(root).items()), "captions"
+
+
 def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
                    encode: Encode | None = None, embed: Embed | None = None,
                    shard_size: int = 4096, encoder_name: str = "pixels",
@@ -95,19 +109,23 @@ def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
     root = Path(src_dir)
     if not root.is_dir():
         raise UserError(f"{root}: not a directory")
-    captions = find_captions(root)
-    names = list(captions)
+    rows, layout = find_rows(root)
+    names, captions = [n for n, _ in rows], [c for _, c in rows]
     embed = embed or default_embed
     tokens_fn, tokens_meta = text_tokens_setup(text_tokens, embed_tokens)
-    listing = hashlib.sha256("\n".join(f"{n}\t{captions[n]}" for n in names).encode()).hexdigest()
+    listing = hashlib.sha256("\n".join(f"{n}\t{c}" for n, c in rows).encode()).hexdigest()
 
     def build(a: int, b: int) -> dict[str, np.ndarray]:
-        pixels = np.stack([load_image(root / n, size, str(root / n)) for n in names[a:b]])
-        texts = [captions[n] for n in names[a:b]]
+        loaded: dict[str, np.ndarray] = {}  # a repeated image (Kohya repeats) is read once per shard
+        for n in names[a:b]:
+            if n not in loaded:
+                loaded[n] = load_image(root / n, size, str(root / n))
+        pixels = np.stack([loaded[n] for n in names[a:b]])
+        texts = captions[a:b]
         out = {"latents": to_latents(pixels, encode), "embeddings": np.asarray(embed(texts), np.float32)}
         return out | (token_fields(texts, tokens_fn, text_tokens) if tokens_fn else {})
 
     plan = [(f"shard-{j:05d}", lambda a=a, b=b: build(a, b)) for j, (a, b) in enumerate(chunks(len(names), shard_size))]
-    source = {"from-images": str(root.resolve()), "images": len(names), "listing_sha256": listing,
+    source = {"from-images": str(root.resolve()), "images": len(names), "layout": layout, "listing_sha256": listing,
               "size": size, "encoder": encoder_name, "shard_size": shard_size, "text_tokens": tokens_meta}
     return run_plan(out_dir, plan, source=source, desc="from-images", progress=progress, text_tokens=tokens_meta)
