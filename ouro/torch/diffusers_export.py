@@ -72,7 +72,7 @@ def export_diffusers(run: str | Path, out: str | Path, *, step: int | None = Non
     cfg, params, s = load_run_params(run, step=step, use_ema=use_ema)
     if not isinstance(cfg.model, XUTConfig):
         raise UserError(f"{run}: a {type(cfg.model).__name__} run; --to diffusers exports XUT runs "
-                        f"(a class-conditional DiT: --to dit)")
+                        f"(DiT does not map onto diffusers' DiTTransformer2DModel exactly: README, 'Using an ouro model from PyTorch')")
     if getattr(cfg.model, "condition_input", "ctx") != "ctx":
         raise UserError(f"{run}: per-token text conditioning is not exported (pooled-context XUT runs only)")
     out = Path(out)
