@@ -29,6 +29,8 @@ from ouro.provenance import git_commit
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
+from ouro.train.fit_data import fit_to_dataset
+from ouro.train.previews import Previews, dataset_record
 from ouro.train.inputs import make_input
 from ouro.train.metrics import CSVLog, Sinks
 from ouro.train.runlock import RunLock
@@ -58,6 +60,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     `stop_after`: behave as if preempted once global_step reaches it (save, return) - for
     tests and time-boxed notebook runs; a rerun resumes from there.
     """
+    cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
     validate(cfg, jax.device_count())
     writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir and "://" not in cfg.ckpt_dir else [])
     with contextlib.ExitStack() as stack:
@@ -79,7 +82,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     data, info = make_input(cfg)
     trainer = build_trainer(cfg, mesh, make_model)
     dim = int(getattr(cfg.model, "dim", 1) or 1)
-    config_json = {"train": to_dict(cfg), "model_class": type(cfg.model).__name__,
+    dataset = dataset_record(cfg, info)  # what progress bar, run records and report call the data
+    config_json = {"train": to_dict(cfg), "dataset": dataset, "model_class": type(cfg.model).__name__,
                    "model_family": family_of(cfg.model).name,  # from_dict rebuilds its config
                    "context_source": info.get("context_source"),
                    # per-token text: T and the encoder settings `ouro sample` encodes prompts with
@@ -98,10 +102,15 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         state, meta, _ = restored
         data.restore(meta["data"])
     else:
-        state = trainer.make_state()
+        from ouro.train.init_from import initial_state
+
+        state, init_from = initial_state(cfg, trainer)  # init_from=RUN: its EMA weights, step 0
+        if init_from and is_main:
+            write_json(out / "init_from.json", init_from)
     step = int(jax.device_get(state["step"]))
     csv_log = CSVLog(out / "loss.csv", resume_step=step) if is_main else None
     sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
+    previews = Previews(cfg, info, out, is_main=is_main)  # sample grids from the EMA weights
     flops_img = model_train_flops(cfg.model, cfg, info.get("ctx_len", 1))
     steps_per_epoch = data.steps_per_epoch
 
@@ -153,7 +162,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     if cfg.progress and is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
+        desc = cfg.name if dataset["name"] == cfg.name else f"{cfg.name} ({dataset['name']})"
+        bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step")
     t_window, window_start = time.perf_counter(), step
     first_step = step
     while step < cfg.steps:
@@ -181,6 +191,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
             stop_if_diverged(step, None if first_bad == NEVER else first_bad)
         if scheduled or preempt:
             save(step)
+        if cfg.sample_every and step % cfg.sample_every == 0 and not preempt:
+            previews(trainer, state, step, sinks)
         if preempt:
             stopped_by = (f"signal {stop.signal}" if stop else "another host's stop signal"
                           if stop.by_peer else f"stop_after={stop_after}")
@@ -203,7 +215,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         "final_loss": last["loss"], "loss_t_bins": last["loss_t_bins"],
         "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
         "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
-        "wall_s": time.time() - t_start, "context_source": info.get("context_source"),
+        "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
         "git": git_commit(),  # provenance for `ouro report`
     }
     # wall time summed over every invocation of this run (resumes included)
@@ -221,7 +233,11 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     if summary["finished"] and cfg.eval_samples and info["kind"] == "digits" and not stop:
         from ouro.train.sample import evaluate_run
 
-        summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)
+        summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)  # scored grid
+    elif summary["finished"] and cfg.eval_samples and not stop and previews.done_step != step:
+        previews(trainer, state, step, sinks)  # own data: held-out captions
+    if previews.warnings:
+        summary["warnings"] = [*summary.get("warnings", []), *previews.warnings]
     ckpt.close()
     if sinks is not None:
         if "eval" in summary:

@@ -131,7 +131,9 @@ def save_grid(images: np.ndarray, labels: np.ndarray, path: str | Path, *, per_r
         for c in range(per_row):
             ax = axes[r, c]
             ax.set_xticks([]), ax.set_yticks([])
-            if c < len(imgs):
+            if c < len(imgs) and imgs.shape[-1] == 3:  # colour: RGB as stored, [-1, 1] -> [0, 1]
+                ax.imshow(np.clip((imgs[c] + 1) / 2, 0, 1))
+            elif c < len(imgs):
                 ax.imshow(np.clip(imgs[c, ..., 0], -1, 1), cmap="gray_r", vmin=-1, vmax=1)
             if c == 0:
                 ax.set_ylabel(row_names[r] if row_names else str(k), rotation=0, labelpad=12, va="center")

@@ -43,6 +43,9 @@ def main(argv: list[str]) -> int:
     from ouro.train.sample import encode_prompts, sample_grid, sample_images, save_grid
 
     s = load_run(args.ckpt, args.step)
+    from ouro.train.to_pixels import require_decoder, to_pixels
+
+    require_decoder(s.cfg.data, f"--ckpt {args.ckpt}")  # latents without a decoder: refused up front
     if args.prompt:
         labels = np.repeat(np.arange(len(args.prompt)), args.per_class)
         if getattr(s.cfg.model, "condition_input", "ctx") == "ctx_tokens":
@@ -64,11 +67,8 @@ def main(argv: list[str]) -> int:
                                      method=args.method, cfg_scale=args.cfg, seed=args.seed,
                                      guidance_rate=args.autoguidance)
         names = [str(c) for c in classes]
-    autoencoder = getattr(s.cfg.data, "autoencoder", "")
-    if autoencoder:  # latent run: decode with the autoencoder its dataset was encoded with
-        from ouro.vae import load_autoencoder
-
-        images = load_autoencoder(autoencoder).decode(images)
+    # a latent run decodes with the autoencoder its dataset recorded; raw latents are refused
+    images = to_pixels(s.cfg.data, images, what=f"--ckpt {args.ckpt}")
     out = Path(args.out) if args.out else Path(args.ckpt) / f"samples_step{s.step}_cfg{args.cfg:g}_{args.method}{args.steps}.png"
     meta = {"train_step": str(s.step), "sampler": f"{args.method} {args.steps} steps", "cfg_scale": f"{args.cfg:g}",
             "seed": str(args.seed), "run": str(args.ckpt)}
