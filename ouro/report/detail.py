@@ -130,7 +130,7 @@ def section_runs(ctx: Context) -> str:
         status = r.record.get("status", "")
         nb = r.record.get("executed_notebook")
         started = r.started_by + (f" ({ctx.link(r, r.path / nb, 'executed')})" if nb and (r.path / nb).exists() else "")
-        rows.append([f"`{r.name}`", ctx.link(r), started, status or ("finished" if m.get("finished") else ""),
+        rows.append([f"`{r.name}`", r.dataset or "—", ctx.link(r), started, status or ("finished" if m.get("finished") else ""),
                      f"`{preset}`" if preset else "—", ", ".join(f"`{d}`" for d in delta[:6]) + (" …" if len(delta) > 6 else ""),
                      f"D{model['dim']}×d{model['depth']}" if "dim" in model else "—",
                      _g(r.params / 1e6 if r.params else None, ".3g") + (" M" if r.params else ""),
@@ -142,7 +142,7 @@ def section_runs(ctx: Context) -> str:
         if err:
             where = f"cell {err['cell_index']}: " if "cell_index" in err else ""
             notes.append(f"- `{r.name}` failed: {where}{err.get('ename')}: {err.get('evalue')}")
-    header = ["run", "directory", "started by", "status", "preset", "deltas vs preset", "model", "params", "batch",
+    header = ["run", "dataset", "directory", "started by", "status", "preset", "deltas vs preset", "model", "params", "batch",
               "lr", "steps", "final loss", "accuracy", "images/s", "MFU", "commit"]
     return head + ("Deltas are the config keys that differ from the closest training preset (paths and "
                    "names left out). Accuracy: the digits classifier on the end-of-run sample grid. "

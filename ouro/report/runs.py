@@ -70,6 +70,22 @@ class RunDir:
         c = read_json(self.path / "config.json")
         return c.get("train") if isinstance(c, dict) and isinstance(c.get("train"), dict) else None
 
+    @property
+    def dataset(self) -> str:
+        """The data the run trained on, by name: the run's record ("dataset" in metrics.json or
+        config.json, written since runs named their data), else its config (digits, or the
+        folder name of data.path)."""
+        for rec in (self.metrics or {}, read_json(self.path / "config.json") or {}):
+            name = (rec.get("dataset") or {}).get("name") if isinstance(rec.get("dataset"), dict) else None
+            if name:
+                return str(name)
+        data = (self.config or {}).get("data") or {}
+        if not data:
+            return ""
+        if data.get("kind") == "sharded" and data.get("path"):
+            return str(data["path"]).rstrip("/").rsplit("/", 1)[-1]
+        return str(data.get("kind") or "")
+
     @functools.cached_property
     def loss(self) -> dict[str, np.ndarray] | None:
         """loss.csv as columns (global_step, loss, lr, images_per_s, ...), or None."""

@@ -53,6 +53,15 @@ def adapt_warmup(cfg: Any, explicit: set[str]) -> Any:
     return cfg
 
 
+def own_patch(image_size: int) -> int:
+    """The own-data patch: about TOKENS_PER_SIDE patches per side, and one that divides the
+    image (32 px -> 4, 16 -> 2, 8x8 latents -> 1; 28 -> 2)."""
+    p = max(1, image_size // TOKENS_PER_SIDE)
+    while image_size % p:
+        p -= 1
+    return p
+
+
 def fit_to_dataset(cfg: Any, explicit: set[str] | None = None, *, preset: str | None = None) -> Any:
     """cfg with its data and model keys taken from data.path's index.json (see module doc)."""
     if explicit is not None:
@@ -75,8 +84,8 @@ def fit_to_dataset(cfg: Any, explicit: set[str] | None = None, *, preset: str | 
         want["model.text_input"] = "tokens" if info.text == "tokens" else "pooled"
     if info.autoencoder:
         want["data.autoencoder"] = info.autoencoder
-    if preset == OWN_DATA and info.image_size % TOKENS_PER_SIDE == 0:
-        want["model.patch_size"] = info.image_size // TOKENS_PER_SIDE
+    if preset == OWN_DATA:
+        want["model.patch_size"] = own_patch(info.image_size)
     fixed: dict[str, Any] = {}
     for key, value in want.items():
         have = _get(cfg, key)
