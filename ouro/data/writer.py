@@ -126,9 +126,9 @@ def write_shards(out_dir: str | os.PathLike, latents: np.ndarray, embeddings: np
         old.unlink(missing_ok=True)
     writer = ShardWriter(out, source={"write_shards": n, "shard_size": shard_size})
     for i, start in enumerate(range(0, n, shard_size)):
-        name = f"shard-{i:05d}"
-        if not writer.done(name):
-            writer.write(name, {k: v[start:start + shard_size] for k, v in arrays.items()})
+        shard = f"shard-{i:05d}"
+        if not writer.done(shard):
+            writer.write(shard, {k: v[start:start + shard_size] for k, v in arrays.items()})
     meta = {"source": source or {"converter": "write_shards", "rows": n},
             **({"encoder": encoder} if encoder else {}), **({"name": name} if name else {})}
     writer.finish(text_tokens=text_tokens, meta=meta)

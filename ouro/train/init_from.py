@@ -38,7 +38,9 @@ def load_init_params(run_dir: str, abstract_params: Any, shardings: Any) -> tupl
 
     run = Path(run_dir)
     directory = _checkpoints(run)
-    mgr = ocp.CheckpointManager(directory, item_handlers={"state": ocp.StandardCheckpointHandler()})
+    # the PyTree handler (same files as the Standard one training writes) restores a subset
+    mgr = ocp.CheckpointManager(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                                                          "meta": ocp.JsonCheckpointHandler()})
     try:
         step = mgr.latest_step()
         if step is None:
@@ -61,7 +63,9 @@ def load_init_params(run_dir: str, abstract_params: Any, shardings: Any) -> tupl
                             f"({len(extra)} such); the runs' models differ")
         target = flatten({"ema": jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                               abstract_params, shardings)})
-        out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target, strict=False)))
+        restore = ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                                         partial_restore=True)  # only the EMA arrays are read
+        out = mgr.restore(step, args=ocp.args.Composite(state=restore, meta=ocp.args.JsonRestore()))
     finally:
         mgr.close()
     return unflatten({"ema": abstract_params}, dict(out["state"]))["ema"], int(step)
