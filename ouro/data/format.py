@@ -172,18 +172,21 @@ def _what_is_there(url: str) -> str:
     """Why a data.path without index.json is not a dataset, and the command that makes one."""
     from pathlib import Path
 
-    convert = "convert it first: `ouro data from-images DIR OUT` (images + captions), from-parquet or from-pt"
+    convert = "convert it first: `ouro data from-images DIR --out OUT` (images + captions), from-parquet or from-pt"
     if "://" in url or not Path(url).is_dir():
         return f"data.path must be a dataset directory with an index.json; {convert}"
+    import itertools
+
     from ouro.data.convert.images import IMAGE_SUFFIXES
 
     root = Path(url)
-    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*")):
+    suffixes = {p.suffix.lower() for p in itertools.islice(root.rglob("*"), 10_000)}  # bounded look
+    if suffixes & set(IMAGE_SUFFIXES):
         return (f"{root} is a folder of images, not a dataset; convert it first: "
-                f"`ouro data from-images {root} OUT`, then train with data.path=OUT")
-    if any(p.suffix in (".parquet", ".arrow") for p in root.rglob("*")):
+                f"`ouro data from-images {root} --out OUT`, then train with data.path=OUT")
+    if suffixes & {".parquet", ".arrow"}:
         return f"{root} holds parquet/arrow files; convert it first: `ouro data from-parquet {root} --out OUT ...`"
-    if any(p.suffix == ".pt" for p in root.glob("*")):
+    if ".pt" in suffixes:
         return f"{root} holds PT files; convert them first: `ouro data from-pt {root}/*.pt --out OUT`"
     return f"data.path must be a dataset directory with an index.json; {convert}"
 

@@ -6,9 +6,10 @@
 latent space and the autoencoder that made it come from DIR/index.json (ouro.data.describe),
 and the model's input channels and text width follow. A key the user set (`explicit`) that
 contradicts the index is a one-line error naming the key, the index's value and the file.
-Keys nobody set follow the dataset. `explicit=None` is a config built in Python: its shapes
-are taken as set (a contradiction is an error), the descriptive keys (data.space, an empty
-data.autoencoder) are filled in.
+Keys nobody set follow the dataset. `explicit=None` is a config built in Python (train()):
+its shapes are taken as set (the loader checks them against the files and names the field
+that disagrees), only the descriptive keys (data.space, an empty data.autoencoder) and
+data.kind are filled in.
 
 Also the rule that lets a short run keep the preset's schedule: a warm-up the user did not
 set that is >= steps becomes steps // 10 (as notebooks/training.py always did).
@@ -24,9 +25,8 @@ from ouro.config import ConfigError, override
 
 OWN_DATA = "own-data"  # the preset `ouro train data.path=DIR` starts from
 TOKENS_PER_SIDE = 8  # own-data: patch = image_size / 8 -> 64 tokens (the digits model's budget x4)
-# set by the user in Python (explicit=None): these shapes are the user's, never silently replaced
-SHAPE_KEYS = ("data.image_size", "data.channels", "data.ctx_dim", "model.in_channels", "model.ctx_dim",
-              "model.text_input")
+# what train() fills in a Python-built config (explicit=None); its shapes are left to the loader
+DESCRIPTIVE_KEYS = ("data.space", "data.autoencoder")
 
 
 def explicit_keys(items: Iterable[str] | dict) -> set[str]:
@@ -68,7 +68,7 @@ def fit_to_dataset(cfg: Any, explicit: set[str] | None = None, *, preset: str | 
         cfg = adapt_warmup(cfg, explicit)
     if not cfg.data.path:
         return cfg
-    strict = set(SHAPE_KEYS) if explicit is None else explicit
+    strict = set() if explicit is None else explicit
     if cfg.data.kind != "sharded":
         if "data.kind" in strict:
             raise ConfigError(f"data.kind={cfg.data.kind}: digits are embedded and ignore "
@@ -86,6 +86,8 @@ def fit_to_dataset(cfg: Any, explicit: set[str] | None = None, *, preset: str | 
         want["data.autoencoder"] = info.autoencoder
     if preset == OWN_DATA:
         want["model.patch_size"] = own_patch(info.image_size)
+    if explicit is None:
+        want = {k: v for k, v in want.items() if k in DESCRIPTIVE_KEYS}
     fixed: dict[str, Any] = {}
     for key, value in want.items():
         have = _get(cfg, key)
