@@ -19,12 +19,12 @@
 # Headless: `ouro run notebooks/architecture_comparison.py -p budget_flops 2e12`.
 
 # %% tags=["parameters"]
-models = {"XUT": "digits", "DiT": "digits-dit", "MMDiT": "digits-mmdit"}  # label -> training preset
-budget_flops = 2e12  # training FLOPs per model (the digits presets use ~0.1 GFLOP per image)
-batch_size = 128  # the same global batch for every model
-overrides = []  # further config overrides for every run, e.g. ["data.context=random"]
-smoke = False  # True: the smoke-sized models, a few steps, no sample scoring (CI)
-out_dir = ""  # run directory (empty: outputs/runs/architecture_comparison)
+models: dict[str, str] = {"XUT": "digits", "DiT": "digits-dit", "MMDiT": "digits-mmdit"}  # label -> training preset
+budget_flops: float = 2e12  # training FLOPs per model (the digits presets use ~0.1 GFLOP per image)
+batch_size: int = 128  # the same global batch for every model
+overrides: list[str] = []  # further config overrides for every run, e.g. ["data.context=random"]
+smoke: bool = False  # True: the smoke-sized models, a few steps, no sample scoring (CI)
+out_dir: str = ""  # run directory (empty: outputs/runs/architecture_comparison)
 
 # %%
 from IPython.display import Image, Markdown, display

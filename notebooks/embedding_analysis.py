@@ -56,6 +56,6 @@ display(Markdown(embeddings.neighbours_table(result)))
 # ## Figures: group-sorted similarity heatmap, 2-D maps, dog breeds
 
 # %%
-for name, path in result["figures"].items():
+for name, file in result["figures"].items():  # file names, relative to out
     print(name)
-    display(Image(filename=path))
+    display(Image(filename=str(out / file)))

@@ -20,16 +20,16 @@
 # Headless: `ouro run notebooks/latent_pipeline.py -p train_steps 3000 --run-name latent`.
 
 # %% tags=["parameters"]
-autoencoder = ""  # diffusers AutoencoderKL dir; empty: train ouro's small one into out_dir/vae
-vae_preset = "shapes"  # `ouro vae train` preset when autoencoder is empty
-vae_steps = 1000  # its training steps (27.7 dB held-out PSNR at 1000)
-n_images = 4096  # shapes examples encoded for training
-train_steps = 3000  # XUT optimizer steps
-cfg_scales = [1.0, 3.0, 5.0]  # one scored set per classifier-free guidance scale
-n_eval = 256  # held-out captions sampled and scored per scale
-sample_steps = 32  # Euler steps
-smoke = False  # True: tiny autoencoder, 64 images, 20 XUT steps, 2 sampler steps (CI)
-out_dir = ""  # artefacts (empty: outputs/runs/latent_pipeline)
+autoencoder: str = ""  # diffusers AutoencoderKL dir; empty: train ouro's small one into out_dir/vae
+vae_preset: str = "shapes"  # `ouro vae train` preset when autoencoder is empty
+vae_steps: int = 1000  # its training steps (27.7 dB held-out PSNR at 1000)
+n_images: int = 4096  # shapes examples encoded for training
+train_steps: int = 3000  # XUT optimizer steps
+cfg_scales: list[float] = [1.0, 3.0, 5.0]  # one scored set per classifier-free guidance scale
+n_eval: int = 256  # held-out captions sampled and scored per scale
+sample_steps: int = 32  # Euler steps
+smoke: bool = False  # True: tiny autoencoder, 64 images, 20 XUT steps, 2 sampler steps (CI)
+out_dir: str = ""  # artefacts (empty: outputs/runs/latent_pipeline)
 
 # %%
 import json

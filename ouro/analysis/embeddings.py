@@ -141,6 +141,8 @@ def run_analysis(out_dir: str | os.PathLike, *, smoke: bool = False, pooling: st
     for m in methods:
         result["figures"][m] = plots.scatter_map(emb, buggy, groups, order, out / f"{m}_map.png", method=m, quick=smoke)
     result["figures"]["dogs"] = plots.dog_cluster(emb, short, groups, out / "dog_breeds.png")
+    # file names relative to out_dir: the JSON may be read on another machine (ouro report)
+    result["figures"] = {k: Path(v).name for k, v in result["figures"].items()}
     path = out / "embedding_stats.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(_finite(result), indent=2, allow_nan=False))

@@ -5,6 +5,12 @@ nothing about compute. Across runs of different model sizes, the lower envelope 
 (FLOPs, loss) points is what the Chinchilla-style question asks about; `fit_frontier`
 fits L(C) = a*C^-b + c to it. `on_bound` flags fitted parameters pinned at the optimiser's
 bounds (b in [0, 4], c >= 0), whose intervals mean little.
+
+Only comparable curves belong on one frontier: the same data and the same loss (the report
+groups runs by dataset and model family and leaves smoke runs out before calling this).
+Too few points, or a floor c the data cannot identify (the fit drives it to its bound 0,
+where it used to be reported as c = 1e-28), are said in words: the first is not fit, the
+second is refit without a floor (L = a*C^-b) and flagged.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from typing import Sequence
 import numpy as np
 
 from ouro.analysis.powerlaw import Curve, FitError, fit_curve
+
+
+MIN_POINTS = 8  # frontier points a 3-parameter fit needs before its intervals mean anything
 
 
 @dataclass(frozen=True)
@@ -52,16 +61,27 @@ def frontier(curves: Sequence[SizedCurve], bins: int = 32) -> tuple[np.ndarray, 
 
 def fit_frontier(curves: Sequence[SizedCurve], *, n_boot: int = 100) -> dict:
     """{'fit': ScalingFit JSON or None, 'sizes': distinct model sizes, 'reason': why not fit,
-    'points': frontier (flops, loss, run)}. Needs runs of at least two model sizes."""
+    'points': frontier (flops, loss, run), 'on_bound', 'no_floor': why c was dropped}.
+    Needs runs of at least two model sizes and MIN_POINTS frontier points."""
     sizes = sorted({c.params for c in curves})
     x, y, who = frontier(curves)
-    out = {"sizes": sizes, "points": [[float(a), float(b), n] for a, b, n in zip(x, y, who)], "fit": None, "reason": ""}
+    out = {"sizes": sizes, "points": [[float(a), float(b), n] for a, b, n in zip(x, y, who)], "fit": None,
+           "reason": "", "no_floor": ""}
     if len(sizes) < 2:
         out["reason"] = (f"a compute frontier needs runs of at least two model sizes; found "
-                         f"{len(sizes)} size(s) among {len(curves)} run(s) with a FLOP count")
+                         f"{len(sizes)} size(s) among {len(curves)} comparable run(s) with a FLOP count")
+        return out
+    if len(x) < MIN_POINTS:
+        out["reason"] = (f"only {len(x)} frontier point(s) from {len(curves)} run(s); a fit of a, b and c "
+                         f"needs at least {MIN_POINTS}")
         return out
     try:
         fit = fit_curve(Curve("frontier", x, y, "flops", "runs under outputs/"), "power", bins=None, n_boot=n_boot)
+        if "c" in on_bound(fit.params, float(np.min(y))):
+            out["no_floor"] = (f"the floor c went to its bound 0 (c = {fit.params['c']:.2g}): these runs do not "
+                               "identify one, so the frontier is fit without it")
+            fit = fit_curve(Curve("frontier", x, y, "flops", "runs under outputs/"), "power_zero", bins=None,
+                            n_boot=n_boot)
     except FitError as e:
         out["reason"] = str(e)
         return out

@@ -219,10 +219,16 @@ def write_fits(out_dir: str | Path, doc: dict, step_fits, compute_fits, *, extra
 
 def summary_table(doc: dict) -> str:
     """Markdown table of fitted parameters with their intervals (notebook + report)."""
+    from ouro.analysis.frontier import on_bound
+
     rows = []
     for section in ("runs", "compute"):
         for r in doc.get(section, []):
-            cells = [f"{r['params'][p]:.4g} [{r['intervals'][p][0]:.3g}, {r['intervals'][p][1]:.3g}]"
+            # a parameter the fit drove onto its bound was not identified: say so rather than
+            # print the optimiser's leftovers (c = 9e-16 [9e-28, 4e-13])
+            pinned = on_bound(r["params"], min((r.get("extrapolation") or {}).get("median") or [1.0]))
+            cells = [f"{0 if p == 'c' else r['params'][p]:.4g} (on its bound: not identified)" if p in pinned else
+                     f"{r['params'][p]:.4g} [{r['intervals'][p][0]:.3g}, {r['intervals'][p][1]:.3g}]"
                      for p in ("a", "b", "c") if p in r["params"]]
             rows.append(f"| {r['name']} | {r['x']} | {' | '.join(cells)} | {r['n_points']} | {r['rmse_log']:.3g} |")
     level = int(round(100 * doc.get("level", 0.95)))

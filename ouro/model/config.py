@@ -1,6 +1,6 @@
 """XUTConfig: one frozen dataclass for every XUDiT size, and the preset table.
 
-Sizes follow the HDM tech report table (shared/spec/xut.md); `param_count` derives the
+Sizes follow the HDM tech report table (docs/xut.md); `param_count` derives the
 parameter count from these fields (the ~237M/343M/555M of the table are a consequence).
 Experiments are small deltas: `preset("xut-small", dtype="bfloat16")` or key=value
 overrides through `ouro.config.override`.

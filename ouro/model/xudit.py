@@ -1,4 +1,4 @@
-"""XUDiT: the full XUT denoiser v = model(x_t, t, ctx) (HDM `XUDiT`, shared/spec/xut.md).
+"""XUDiT: the full XUT denoiser v = model(x_t, t, ctx) (HDM `XUDiT`, docs/xut.md).
 
 patchify -> concat context -> pre-blocks (full sequence) -> TREAD drop -> XUT encoder ->
 XUT decoder -> TREAD merge -> post-blocks (full sequence) -> drop context tokens ->

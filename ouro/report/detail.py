@@ -10,7 +10,9 @@ kept and listed), so it never removes a committed file it did not create in this
 
 The report is a list of sections, each a small function `section(ctx) -> str` in SECTIONS:
 add one by appending a function (it gets the runs, a Figures helper and the report dir).
-Every table or figure names the run directory (a relative link) and the git commit; a
+Every table or figure names the run directory (as text: outputs/ is git-ignored, so a link
+into it would be broken in any clone) and the git commit; every link in the report points
+at a file beside it (figures/), so the committed snapshot reads the same in a clone. A
 missing artefact gives a visible "not yet run" line, never a crash or a stale number. No
 generation time, stable figure names and atomic writes: two runs on the same outputs/
 give byte-identical files.
@@ -30,15 +32,18 @@ from typing import Callable
 import numpy as np
 
 from ouro.fileio import atomic_path, write_text
-from ouro.report.markdown import fmt, render_json_table, table
-from ouro.report.runs import RunDir, closest_preset, discover, read_json
+from ouro.analysis.embedding_report import section_embeddings
+from ouro.report.comparable import section_curves, section_frontier
+from ouro.report.markdown import fmt, render_json_table, table  # noqa: F401 - render_json_table re-exported
+from ouro.report.runs import RunDir, closest_preset, discover, read_json, shown_path
+from ouro.runs.status import UNKNOWN
 from ouro.vae.report_section import section_latent_pipeline
 
 FIGURES = "figures"
 SAMPLE_PATTERNS = ("sample*.png", "*grid*.png")
 
 
-def _not_yet(what: str, how: str) -> str:
+def not_yet(what: str, how: str) -> str:
     return f"> **Not yet run:** {what}. Produce it with `{how}`."
 
 
@@ -97,12 +102,6 @@ class Context:
     root: Path
     outputs: Path | None = None  # the outputs/ directory read (pod plan JSONs live there)
 
-    def link(self, run: RunDir, target: Path | None = None, text: str | None = None) -> str:
-        """A relative Markdown link from the report to a run directory (or a file in it)."""
-        path = target or run.path
-        rel = os.path.relpath(path.resolve(), self.reports.resolve())
-        return f"[{text or run.shown}]({Path(rel).as_posix()})"
-
 
 # --------------------------------------------------------------------------- sections
 
@@ -111,11 +110,17 @@ def _g(v, spec: str = ".4g") -> str:
     return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
+def _delta(d: str) -> str:
+    """`key=value` with an absolute path value shortened (no machine's /home/... in a report)."""
+    key, _, value = d.partition("=")
+    return f"{key}={shown_path(value)}" if value.startswith("/") else d
+
+
 def section_runs(ctx: Context) -> str:
     """One table: every run, its config deltas against the closest preset, headline numbers."""
     head = "## Runs\n\n"
     if not ctx.runs:
-        return head + _not_yet("nothing under outputs/", "make demo` or `ouro train --preset digits-smoke")
+        return head + not_yet("nothing under outputs/", "make demo` or `ouro train --preset digits-smoke")
     rows, notes = [], []
     for r in ctx.runs:
         cfg, m = r.config or {}, r.metrics or {}
@@ -127,11 +132,15 @@ def section_runs(ctx: Context) -> str:
         mfu = r.loss["mfu"][np.isfinite(r.loss["mfu"])] if r.loss and "mfu" in r.loss else []
         acc = (m.get("eval") or {}).get("accuracy")
         steps = f"{m['global_step']:,}/{cfg['steps']:,}" if "global_step" in m and "steps" in cfg else _g(cfg.get("steps"), ",")
-        status = r.record.get("status", "")
+        status, why = r.status
+        if status == UNKNOWN:
+            notes.append(f"- `{r.name}`: status unknown: {why}.")
         nb = r.record.get("executed_notebook")
-        started = r.started_by + (f" ({ctx.link(r, r.path / nb, 'executed')})" if nb and (r.path / nb).exists() else "")
-        rows.append([f"`{r.name}`", r.dataset or "—", ctx.link(r), started, status or ("finished" if m.get("finished") else ""),
-                     f"`{preset}`" if preset else "—", ", ".join(f"`{d}`" for d in delta[:6]) + (" …" if len(delta) > 6 else ""),
+        started = r.started_by + (f" (executed: `{nb}`)" if nb and (r.path / nb).exists() else "")
+        kind = {"autoencoder": "autoencoder", "unknown": "—"}.get(r.loss_kind, r.dataset or "—")
+        rows.append([f"`{r.name}`", f"`{r.shown}`", started, status, kind,
+                     f"`{preset}`" if preset else "—",
+                     ", ".join(f"`{_delta(d)}`" for d in delta[:6]) + (" …" if len(delta) > 6 else ""),
                      f"D{model['dim']}×d{model['depth']}" if "dim" in model else "—",
                      _g(r.params / 1e6 if r.params else None, ".3g") + (" M" if r.params else ""),
                      _g(cfg.get("batch_size"), ","), _g(cfg.get("lr"), ".3g"), steps, _g(final),
@@ -141,29 +150,18 @@ def section_runs(ctx: Context) -> str:
         err = r.record.get("error") or {}
         if err:
             where = f"cell {err['cell_index']}: " if "cell_index" in err else ""
-            notes.append(f"- `{r.name}` failed: {where}{err.get('ename')}: {err.get('evalue')}")
-    header = ["run", "dataset", "directory", "started by", "status", "preset", "deltas vs preset", "model", "params", "batch",
-              "lr", "steps", "final loss", "accuracy", "images/s", "MFU", "commit"]
-    return head + ("Deltas are the config keys that differ from the closest training preset (paths and "
+            notes.append(f"- `{r.name}` {status}: {where}{err.get('ename')}: {err.get('evalue')}")
+    header = ["run", "directory", "started by", "status", "data", "preset", "deltas vs preset", "model", "params",
+              "batch", "lr", "steps", "final loss", "accuracy", "images/s", "MFU", "commit"]
+    return head + ("Directories are under the machine's git-ignored `outputs/` (not part of a clone). "
+                   "Status: running, completed, interrupted (rerun to resume), failed or unknown. "
+                   "Data: the dataset and image shape (height×width×channels) a training run used. "
+                   "Deltas are the config keys that differ from the closest training preset (paths and "
                    "names left out). Accuracy: the digits classifier on the end-of-run sample grid. "
                    "images/s: median over the logged windows (this machine, whatever its load). "
                    "MFU: model FLOP/s over the peak named in the run's metrics.json `peak_source` (a "
                    "per-chip table; on CPU a 2048² f32 matmul timed in the training process, a stand-in).\n\n"
                    + table(header, rows) + ("\n\n" + "\n".join(notes) if notes else ""))
-
-
-def section_curves(ctx: Context) -> str:
-    """Every run's loss overlaid: against steps, and against training FLOPs."""
-    head = "## Loss curves\n\n"
-    runs = [r for r in ctx.runs if r.loss is not None]
-    if not runs:
-        return head + _not_yet("no loss.csv under outputs/", "make demo")
-    curves = [(r.name, r.loss["step"], r.loss["loss"], r.flops) for r in runs]
-    from ouro.report.figures import overlay
-
-    img = ctx.figs.draw("loss_curves.png", lambda p: overlay(curves, p), "loss vs step and vs training FLOPs")
-    return head + (f"{len(runs)} run(s); FLOPs = step × batch × training FLOPs per image (3 × forward, "
-                   "from the model's own accounting).\n\n" + img)
 
 
 def _per_class(acc: dict) -> str:
@@ -189,7 +187,7 @@ def section_evaluation(ctx: Context) -> str:
             lines.append("Sampler sweep (`ouro sweep`):\n\n" + sweep.read_text().strip())
         parts.append("\n\n".join(lines))
     if len(parts) == 1:
-        parts.append(_not_yet("no scored run (metrics.json with eval) under outputs/", "make demo"))
+        parts.append(not_yet("no scored run (metrics.json with eval) under outputs/", "make demo"))
     return "\n\n".join(parts)
 def section_model(ctx: Context) -> str:
     root = ctx.root
@@ -232,35 +230,14 @@ def section_families(ctx: Context) -> str:
 
 
 def section_scaling(ctx: Context) -> str:
-    """The compute frontier across runs of different sizes, then each notebook's per-run fits."""
-    from ouro.analysis.frontier import SizedCurve, fit_frontier, on_bound
+    """The compute frontier of each comparable group of runs, then each notebook's per-run fits."""
+    from ouro.analysis.frontier import on_bound
 
-    parts = ["## Scaling"]
-    curves = [SizedCurve(r.name, r.params, r.flops, r.loss["loss"]) for r in ctx.runs
-              if r.flops is not None and r.params]
-    front = fit_frontier(curves, n_boot=50)
-    parts.append("### Compute frontier (across runs)")
-    if front["fit"] is None:
-        parts.append(f"> **Not fit:** {front['reason']}. Train the same preset at other `model.dim` / "
-                     "`model.depth` (e.g. `ouro train --preset digits model.dim=64 out_dir=outputs/d64`).")
-    else:
-        fit = front["fit"]
-        flags = front.get("on_bound") or []
-        cells = " · ".join(f"{p} = {fit['params'][p]:.4g} [{fit['intervals'][p][0]:.3g}, {fit['intervals'][p][1]:.3g}]"
-                           for p in ("a", "b", "c"))
-        parts.append(f"`{fit['formula']}` fit to the lowest loss reached at each FLOP budget by "
-                     f"{len(curves)} runs of {len(front['sizes'])} sizes (on the frontier: "
-                     f"{', '.join(f'`{n}`' for n in front['runs_on_frontier'])}); {fit['level']:.0%} bootstrap "
-                     f"intervals: {cells}."
-                     + (f" **On a bound: {', '.join(flags)}** — the fit pinned it at its limit; treat its interval as meaningless." if flags else ""))
-    if curves:
-        from ouro.report.figures import frontier_plot
-
-        parts.append(ctx.figs.draw("compute_frontier.png", lambda p: frontier_plot(curves, front, p), "compute frontier"))
+    parts = ["## Scaling", section_frontier(ctx)]
     found = [r for r in ctx.runs if (r.path / "scaling_fits.json").exists()]
     parts.append("### Single-run fits (`notebooks/scaling_laws.py`)")
     if not found:
-        parts.append(_not_yet("no scaling_fits.json under outputs/", "ouro run notebooks/scaling_laws.py"))
+        parts.append(not_yet("no scaling_fits.json under outputs/", "ouro run notebooks/scaling_laws.py"))
     from ouro.analysis.scaling import summary_table
 
     for r in found:
@@ -272,7 +249,11 @@ def section_scaling(ctx: Context) -> str:
         doc = {**doc, "compute": []}  # a single run's FLOP fit is its step fit rescaled: see the frontier
         parts.append(f"Form `{doc.get('formula')}`, robust log-space fit on log-binned points; "
                      f"intervals: bootstrap ({doc.get('n_boot')} refits).\n\n" + summary_table(doc))
+        smoke = {x.name: x.smoke for x in ctx.runs if x.smoke}
         for run in doc.get("runs", []):
+            if run.get("name") in smoke:
+                parts.append(f"- `{run['name']}` is a smoke run ({smoke[run['name']]}): its curve is mostly "
+                             "warm-up, so this fit says how the run started, not where it was heading.")
             flags = on_bound(run.get("params", {}), min(run.get("extrapolation", {}).get("median") or [1.0]))
             if flags:
                 parts.append(f"- **`{run['name']}`: {', '.join(flags)} on its bound** (e.g. c = 0: no loss floor "
@@ -288,21 +269,6 @@ def section_scaling(ctx: Context) -> str:
     return "\n\n".join(parts)
 
 
-def section_embeddings(ctx: Context) -> str:
-    parts = ["## Embedding analysis"]
-    found = [r for r in ctx.runs if (r.path / "embedding_stats.json").exists()]
-    if not found:
-        return "\n\n".join(parts + [_not_yet("no embedding_stats.json under outputs/", "ouro run notebooks/embedding_analysis.py")])
-    for r in found:
-        data = read_json(r.path / "embedding_stats.json")
-        parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
-        parts.append(render_json_table(data) if data is not None else "> embedding_stats.json is unreadable.")
-        skip = set(_sample_pngs(r)) | set(r.path.glob("scaling_*.png")) | {r.path / "loss.png"}
-        for png in sorted(set(r.path.glob("*.png")) - skip):
-            parts.append(ctx.figs.add(r.name, png, png.stem))
-    return "\n\n".join(parts)
-
-
 def _sample_pngs(r: RunDir) -> list[Path]:
     return sorted({p for pat in SAMPLE_PATTERNS for p in r.path.glob(pat)})
 
@@ -311,7 +277,7 @@ def section_samples(ctx: Context) -> str:
     parts = ["## Samples"]
     found = [r for r in ctx.runs if _sample_pngs(r)]
     if not found:
-        return "\n\n".join(parts + [_not_yet("no samples*.png under outputs/", "make demo` or `ouro run notebooks/sampling.py")])
+        return "\n\n".join(parts + [not_yet("no samples*.png under outputs/", "make demo` or `ouro run notebooks/sampling.py")])
     for r in found:
         parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
         scores = read_json(r.path / "sampling.json")

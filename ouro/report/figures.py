@@ -1,4 +1,8 @@
-"""Figures `ouro report` draws itself: loss curves of every run overlaid, the compute frontier.
+"""Figures `ouro report` draws itself: loss curves (one row of panels per dataset), the
+autoencoders' losses apart, the compute frontier of each comparable group.
+
+Legibility rules: every curve in a panel has its own colour (`distinct_colours`), legends sit
+outside the axes (right of the row), smoke runs are dotted and say so in the legend.
 
 Log axes get plain tick labels ("2", "0.5", "1e+06"), never matplotlib's "1.9×10⁰". PNGs are
 written atomically without a Software stamp, so reruns on the same data are byte-identical.
@@ -31,55 +35,104 @@ def plain_log_ticks(ax) -> None:
         axis.set_minor_formatter(label if few else NullFormatter())
 
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+def distinct_colours(n: int) -> list:
+    """n colours, no two alike: tab10 up to 10, tab20 up to 20, then evenly spaced hues."""
+    import matplotlib
 
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    return [matplotlib.colormaps["hsv"](i / n) for i in range(n)]
 
 
-def overlay(curves: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]], path: str | Path) -> Path:
-    """curves: (run, step, loss, flops or None). Two panels: loss vs step, loss vs FLOPs."""
+def _log_axes(ax, xlabel: str, ylabel: str = "loss") -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    plain_log_ticks(ax)
+
+
+def loss_panels(groups: Sequence[tuple[str, Sequence[dict]]]):
+    """groups: (title, curves), curves as dicts {label, step, loss, flops or None, smoke}.
+    One row per group: loss vs step | loss vs training FLOPs, legend right of the row.
+    Returns the (unsaved) matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, (a_step, a_flops) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
-    for i, (name, step, loss, flops) in enumerate(curves):
-        keep = (step > 0) & np.isfinite(loss) & (loss > 0)
-        style = dict(lw=1.2, color=f"C{i % 10}", label=name)
-        a_step.plot(step[keep], loss[keep], **style)
-        if flops is not None:
-            a_flops.plot(flops[keep], loss[keep], **style)
-    for ax, xlabel in ((a_step, "step"), (a_flops, "training FLOPs")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("loss")
-        ax.grid(True, which="both", alpha=0.3)
-        plain_log_ticks(ax)
-    a_step.legend(fontsize=7)
-    a_flops.set_title("runs without a FLOP count are left out" if any(c[3] is None for c in curves) else "", fontsize=8)
-    return _save(fig, Path(path))
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.2 * len(groups)), dpi=100, squeeze=False)
+    for (title, curves), (a_step, a_flops) in zip(groups, axes):
+        for c, colour in zip(curves, distinct_colours(len(curves))):
+            keep = (c["step"] > 0) & np.isfinite(c["loss"]) & (c["loss"] > 0)
+            style = dict(lw=1.2, color=colour, ls=":" if c.get("smoke") else "-",
+                         label=c["label"] + (" (smoke)" if c.get("smoke") else ""))
+            a_step.plot(c["step"][keep], c["loss"][keep], **style)
+            if c.get("flops") is not None:
+                a_flops.plot(c["flops"][keep], c["loss"][keep], **style)
+        _log_axes(a_step, "step")
+        _log_axes(a_flops, "training FLOPs")
+        a_step.set_title(title, fontsize=9, loc="left")
+        missing = [c["label"] for c in curves if c.get("flops") is None]
+        a_flops.set_title(f"no FLOP count: {', '.join(missing)}" if missing else "", fontsize=7, loc="left")
+    # fixed margins, not tight_layout: each layout pass redraws every log tick (seconds per
+    # figure); the right fifth holds the legends, savefig's tight bounding box trims the rest
+    fig.subplots_adjust(left=0.07, right=0.8, bottom=0.6 / (3.2 * len(groups)) + 0.05,
+                        top=1 - 0.4 / (3.2 * len(groups)), wspace=0.25, hspace=0.45)
+    for a_step, a_flops in axes:  # every run is on the step panel (not all have FLOPs)
+        if a_step.lines:
+            a_flops.legend(*a_step.get_legend_handles_labels(), fontsize=7, loc="upper left",
+                           bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0, frameon=False)
+    return fig
 
 
-def frontier_plot(curves, front: dict, path: str | Path) -> Path:
-    """Every run's loss vs FLOPs (colour = model size), the frontier points and its fit."""
+def autoencoder_panel(curves: Sequence[dict]):
+    """curves: {label, step, columns: {name: values}} of autoencoder runs; one panel per
+    logged quantity (loss, rec_mse, kl) against step, legend outside. Unsaved figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = [n for n in ("loss", "rec_mse", "kl") if any(n in c["columns"] for c in curves)]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 2.2, 3.2), dpi=100, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for c, colour in zip(curves, distinct_colours(len(curves))):
+            y = c["columns"].get(name)
+            if y is None:
+                continue
+            keep = (c["step"] > 0) & np.isfinite(y) & (y > 0)
+            ax.plot(c["step"][keep], y[keep], lw=1.2, color=colour, label=c["label"])
+        _log_axes(ax, "step", name)
+    fig.tight_layout()
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0, frameon=False)
+    return fig
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a figure whose legends may sit outside the axes (tight bounding box)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, metadata={"Software": None}, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def frontier_plot(curves, front: dict, path: str | Path, title: str = "") -> Path:
+    """Every comparable run's loss vs FLOPs, the frontier points and its fit."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
-    sizes = sorted({c.params for c in curves})
-    for c in curves:
+    for c, colour in zip(curves, distinct_colours(len(curves))):
         keep = (c.flops > 0) & (c.loss > 0)
-        ax.plot(c.flops[keep], c.loss[keep], lw=1, alpha=0.7, color=f"C{sizes.index(c.params) % 10}",
-                label=f"{c.name} ({c.params / 1e6:.3g} M)")
+        ax.plot(c.flops[keep], c.loss[keep], lw=1, alpha=0.8, color=colour, label=f"{c.name} ({c.params / 1e6:.3g} M)")
     if front["points"]:
         x, y = np.array([p[0] for p in front["points"]]), np.array([p[1] for p in front["points"]])
         ax.plot(x, y, "k.", ms=4, label="frontier (lowest loss so far)")
@@ -94,5 +147,8 @@ def frontier_plot(curves, front: dict, path: str | Path) -> Path:
     ax.set_ylabel("loss")
     ax.grid(True, which="both", alpha=0.3)
     plain_log_ticks(ax)
-    ax.legend(fontsize=7)
-    return _save(fig, Path(path))
+    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9, loc="left")
+    return save_figure(fig, path)

@@ -3,6 +3,11 @@
 A run is any directory under outputs/ holding a marker artefact, whatever started it:
 `ouro train` (config.json + loss.csv + metrics.json), `ouro demo` (the same in outputs/demo),
 `ouro run` (run.json + the executed notebook + whatever the notebook wrote).
+
+What makes two runs comparable is read here too: the dataset a run trained on
+(`dataset`), what its loss measures (`loss_kind`: a denoiser's flow-matching loss or an
+autoencoder's reconstruction loss), whether it is a smoke run (`smoke`), and its status in
+the one vocabulary of ouro/runs/status.py.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Fewer optimizer steps than this and a run is a smoke run: its loss is still mostly warm-up
+# (the digits preset warms up for 50 steps, the smoke presets run 8-20), so it says how a run
+# starts, not where a model size or a compute budget leads. Smoke runs are drawn dotted and
+# left out of every fit. A notebook run with `smoke=True` is a smoke run whatever its length.
+SMOKE_STEPS = 100
 
 # A directory is a run if it holds one of these (checkpoint trees and the like are not).
 MARKERS = ("run.json", "loss.csv", "metrics.json", "config.json", "scaling_fits.json", "embedding_stats.json")
@@ -67,24 +78,8 @@ class RunDir:
     @functools.cached_property
     def config(self) -> dict | None:
         """config.json's training config (as `ouro train` writes it), or None."""
-        c = read_json(self.path / "config.json")
-        return c.get("train") if isinstance(c, dict) and isinstance(c.get("train"), dict) else None
-
-    @property
-    def dataset(self) -> str:
-        """The data the run trained on, by name: the run's record ("dataset" in metrics.json or
-        config.json, written since runs named their data), else its config (digits, or the
-        folder name of data.path)."""
-        for rec in (self.metrics or {}, read_json(self.path / "config.json") or {}):
-            name = (rec.get("dataset") or {}).get("name") if isinstance(rec.get("dataset"), dict) else None
-            if name:
-                return str(name)
-        data = (self.config or {}).get("data") or {}
-        if not data:
-            return ""
-        if data.get("kind") == "sharded" and data.get("path"):
-            return str(data["path"]).rstrip("/").rsplit("/", 1)[-1]
-        return str(data.get("kind") or "")
+        c = self.saved_config.get("train")
+        return c if isinstance(c, dict) else None
 
     @functools.cached_property
     def loss(self) -> dict[str, np.ndarray] | None:
@@ -102,6 +97,93 @@ class RunDir:
 
         step = col("global_step") if "global_step" in rows[0] else col("step")
         return {"step": step, **{k: col(k) for k in rows[0] if k not in ("global_step", "step")}}
+
+    @functools.cached_property
+    def saved_config(self) -> dict:
+        """config.json as written (a training config under "train", an autoencoder's
+        diffusers config, ...); {} if there is none."""
+        c = read_json(self.path / "config.json")
+        return c if isinstance(c, dict) else {}
+
+    @property
+    def family(self) -> str | None:
+        """The model family of a training run (config.json's model_family, else inferred)."""
+        model = (self.config or {}).get("model")
+        if not isinstance(model, dict):
+            return None
+        if self.saved_config.get("model_family"):
+            return str(self.saved_config["model_family"])
+        try:
+            from ouro.model.registry import infer_family
+
+            return infer_family(model)
+        except Exception:  # noqa: BLE001 - a config from another version of ouro
+            return None
+
+    @property
+    def loss_kind(self) -> str:
+        """What loss.csv measures: "denoiser" (the flow-matching loss of `ouro train`),
+        "autoencoder" (`ouro vae train`'s reconstruction + KL loss) or "unknown"."""
+        cols = self.loss or {}
+        if "rec_mse" in cols or (self.path / "vae_train.json").is_file() or \
+                "autoencoder" in str(self.saved_config.get("_class_name", "")).lower():
+            return "autoencoder"
+        return "denoiser" if self.config else "unknown"
+
+    @property
+    def steps_done(self) -> int | None:
+        """Optimizer steps taken: metrics.json's global_step, else loss.csv's last step."""
+        step = (self.metrics or {}).get("global_step")
+        if isinstance(step, (int, float)) and not isinstance(step, bool):
+            return int(step)
+        if self.loss is not None:
+            s = self.loss["step"][np.isfinite(self.loss["step"])]
+            return int(s.max()) if len(s) else None
+        return None
+
+    @property
+    def smoke(self) -> str | None:
+        """Why this is a smoke run (see SMOKE_STEPS), or None when it is not one."""
+        params = self.record.get("parameters") or self.parent.get("parameters") or {}
+        if params.get("smoke") is True:
+            return "a notebook smoke run (smoke=True)"
+        steps = self.steps_done
+        if steps is not None and steps < SMOKE_STEPS:
+            return f"{steps} step{'s' if steps != 1 else ''}, under {SMOKE_STEPS}"
+        return None
+
+    @property
+    def dataset(self) -> str | None:
+        """What the run trained on, as a label under which runs compare: the recorded dataset
+        name (or data.path, or data.kind) with the image shape, and the autoencoder for latents.
+        None when the run records no training data (notebook runs, autoencoders)."""
+        data = (self.config or {}).get("data")
+        if not isinstance(data, dict):
+            return None
+        named = next((v for v in ((self.metrics or {}).get("dataset"), self.record.get("dataset"),
+                                  self.saved_config.get("dataset"), data.get("name")) if v), None)
+        if isinstance(named, dict):
+            named = named.get("name") or named.get("path")
+        name = str(named) if named else shown_path(str(data["path"])) if data.get("path") else str(data.get("kind", "?"))
+        shape = "×".join(str(data[k]) for k in ("image_size", "image_size", "channels") if k in data)
+        label = f"{name} {shape}".strip()
+        if data.get("autoencoder"):
+            label += f", latents of {shown_path(str(data['autoencoder']))}"
+        return label
+
+    @property
+    def status(self) -> tuple[str, str]:
+        """(one word of ouro.runs.status.STATUSES, where it comes from or why it is unknown)."""
+        from ouro.runs import status as st
+
+        own = st.normalise(self.record.get("status"))
+        if own is not None:
+            return own, "run.json"
+        for name, doc in (("metrics.json", self.metrics), ("vae_train.json", read_json(self.path / "vae_train.json"))):
+            word = st.of_summary(doc) if isinstance(doc, dict) else None
+            if word is not None:
+                return word, name
+        return st.UNKNOWN, "no run.json, metrics.json or vae_train.json records one"
 
     @property
     def train_flops_per_image(self) -> float | None:
@@ -124,16 +206,29 @@ class RunDir:
     def params(self) -> int | None:
         """Model parameter count of config.json's model, through its family's accounting."""
         model = (self.config or {}).get("model")
-        if not isinstance(model, dict):
+        if not isinstance(model, dict) or self.family is None:
             return None
-        saved = read_json(self.path / "config.json")
         try:
-            from ouro.model.registry import config_from_dict, infer_family, param_count
+            from ouro.model.registry import config_from_dict, param_count
 
-            fam = saved.get("model_family") or infer_family(model)
-            return int(param_count(config_from_dict(fam, model)))
+            return int(param_count(config_from_dict(self.family, model)))
         except Exception:  # noqa: BLE001 - a family not registered in this checkout: size unknown
             return None
+
+
+def shown_path(path: str) -> str:
+    """A path as a report may print it: URLs (gs://...) and relative paths as they are; an
+    absolute path relative to the project when inside it, else its last two parts after
+    "…/" (never the /home/... of the machine that ran it)."""
+    if "://" in path or not Path(path).is_absolute():
+        return path
+    from ouro.paths import project_root
+
+    p = Path(path)
+    try:
+        return p.relative_to(project_root()).as_posix()
+    except ValueError:
+        return "…/" + "/".join(p.parts[-2:])
 
 
 def _float(v: Any) -> float:

@@ -26,6 +26,7 @@ from ouro.config import to_dict
 from ouro.model.registry import family_of
 from ouro.plan.peaks import job_peak
 from ouro.provenance import git_commit
+from ouro.runs.status import COMPLETED, INTERRUPTED
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
@@ -218,6 +219,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
         "git": git_commit(),  # provenance for `ouro report`
     }
+    # the vocabulary run.json and the report share (ouro/runs/status.py)
+    summary["status"] = COMPLETED if summary["finished"] else INTERRUPTED
     # wall time summed over every invocation of this run (resumes included)
     prev: dict[str, Any] = {}
     if resumed_from is not None and (out / "metrics.json").exists():

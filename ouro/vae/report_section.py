@@ -17,7 +17,7 @@ def _grids(run: Path) -> list[Path]:
 def section_latent_pipeline(ctx: Any) -> str:
     """(ctx: ouro.report.detail.Context) -> Markdown."""
     from ouro.report.markdown import table
-    from ouro.report.runs import read_json
+    from ouro.report.runs import read_json, shown_path
 
     parts = ["## Latent pipeline (shapes → autoencoder → XUT → decoded samples)"]
     found = [r for r in ctx.runs if (r.path / "latent_pipeline.json").exists()]
@@ -35,7 +35,7 @@ def section_latent_pipeline(ctx: Any) -> str:
         rows += [[f"generated, CFG {s}", *(f"{v[k]:.3f}" for k in ATTRS)] for s, v in data["generated"].items()]
         parts.append(f"Analytic shapes score per attribute on {data['n']} held-out captions; train step "
                      f"{data.get('train_step')}, {data.get('sampler_steps')} Euler steps; autoencoder "
-                     f"`{data.get('autoencoder')}` (reconstruction PSNR {data['reconstructed'].get('psnr_db', float('nan')):.2f} dB).\n\n"
+                     f"`{shown_path(str(data.get('autoencoder')))}` (reconstruction PSNR {data['reconstructed'].get('psnr_db', float('nan')):.2f} dB).\n\n"
                      + table(["images", *ATTRS], rows))
         parts += [ctx.figs.add(r.name, g, f"{r.name}: {g.parent.name}") for g in _grids(r.path) if g.exists()]
     return "\n\n".join(parts)

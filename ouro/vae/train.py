@@ -28,6 +28,7 @@ from flax import nnx
 
 from ouro.config import ConfigError, to_dict
 from ouro.fileio import write_json
+from ouro.runs.status import COMPLETED, INTERRUPTED
 from ouro.vae.config import VAEConfig, vae_preset
 from ouro.vae.model import init_model, kl_to_standard_normal, sample_posterior
 
@@ -171,7 +172,7 @@ def train_vae(cfg: VAETrainConfig, *, stop_after: int | None = None) -> dict[str
     bar.close()
     ckpt.close()
     if step < cfg.steps:
-        return {"out_dir": str(out), "steps": step, "resumed_from": resumed, "finished": False}
+        return {"out_dir": str(out), "steps": step, "resumed_from": resumed, "finished": False, "status": INTERRUPTED}
 
     # -- latent statistics -> shift/scale, then the diffusers-format directory ------------
     model = nnx.merge(graphdef, state["params"])
@@ -183,7 +184,7 @@ def train_vae(cfg: VAETrainConfig, *, stop_after: int | None = None) -> dict[str
     save_diffusers(model, out, extra={"_ouro": {"trainer": "ouro vae train", "steps": step}})
     ae = Autoencoder.from_model(model, path=str(out))
     recon = ae.decode(ae.encode(test))
-    summary = {"out_dir": str(out), "steps": step, "resumed_from": resumed, "finished": True,
+    summary = {"out_dir": str(out), "steps": step, "resumed_from": resumed, "finished": True, "status": COMPLETED,
                "test_psnr_db": psnr(recon, test), "n_test": len(test),
                "shift_factor": shift, "scaling_factor": scale,
                "latent_shape": list(ae.latent_shape(cfg.image_size)), "wall_s": time.time() - t0,

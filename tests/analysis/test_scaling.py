@@ -159,3 +159,15 @@ def test_default_discovery_and_nothing_to_fit(tmp_path, monkeypatch, capsys):
     assert scaling.main([str(bad), "--out", str(tmp_path / "fits")]) == 1  # written, but nothing fit
     doc = json.loads((tmp_path / "fits" / "scaling_fits.json").read_text())
     assert doc["runs"] == [] and "needs at least" in doc["skipped"][0]["reason"]
+
+
+def test_summary_table_names_a_pinned_floor_instead_of_printing_it(tmp_path):
+    """A curve with no loss floor drives c onto its bound 0: the table says so, with no
+    optimiser leftovers such as 9e-16 [9e-28, 4e-13]."""
+    path = scaling.synthetic_curve(tmp_path / "loss.csv", c=0.0, noise=0.0, steps=400)
+    doc, _, _ = scaling.fit_files([path], n_boot=10, progress=False)
+    table = scaling.summary_table(doc)
+    row = next(ln for ln in table.splitlines() if ln.startswith(f"| {doc['runs'][0]['name']} "))
+    c_cell = row.split("|")[5].strip()
+    assert c_cell == "0 (on its bound: not identified)", row
+    assert "e-" not in c_cell

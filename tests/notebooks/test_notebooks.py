@@ -57,6 +57,19 @@ def test_parameters_cell_follows_the_contract(py):
 
 
 @pytest.mark.parametrize("py", PY, ids=lambda p: p.stem)
+def test_every_parameter_is_annotated(py):
+    """The README promises typed parameters (`steps: int | None = None`): `ouro run -p` checks
+    values against them, and a reader sees what each one takes."""
+    import ast
+
+    from ouro.runs.params import _parameter_nodes
+
+    plain = [t.id for node in _parameter_nodes(run.load_notebook(py)) if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)]
+    assert plain == [], f"{py.name}: parameters without a type annotation: {plain}"
+
+
+@pytest.mark.parametrize("py", PY, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(py, tmp_path, monkeypatch):
     # Kernels inherit this environment. One CPU device, as on a laptop (the 8-device mesh is
     # the training tests' business), and a persistent XLA cache: compiling dominates a

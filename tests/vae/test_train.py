@@ -19,8 +19,11 @@ MIN_PSNR_DB = 12.0  # 100 steps of the smoke preset at 16 px: measured 13.1 dB (
 def test_short_training_reaches_psnr_and_resumes(tmp_path):
     cfg = vae_train_preset("shapes-smoke", out_dir=str(tmp_path / "vae"))
     first = train_vae(cfg, stop_after=100)
-    assert first == {"out_dir": cfg.out_dir, "steps": 100, "resumed_from": None, "finished": False}
+    assert first == {"out_dir": cfg.out_dir, "steps": 100, "resumed_from": None, "finished": False,
+                     "status": "interrupted"}
     summary = train_vae(cfg)
+    assert summary["status"] == "completed"
+    assert json.loads((tmp_path / "vae" / "vae_train.json").read_text())["status"] == "completed"
     assert summary["resumed_from"] == 100 and summary["steps"] == 200
     assert [r["global_step"] for r in read_csv(tmp_path / "vae" / "loss.csv")] == [50, 100, 150, 200]
     assert summary["test_psnr_db"] >= MIN_PSNR_DB, summary
