@@ -3,7 +3,8 @@
 Phases: validate -> lock the run dir -> mesh -> input -> model/optimizer/shardings
 (eval_shape first) -> restore (falling back past damaged checkpoints) or init -> loop
 (jitted donated step; host sync only every log_every steps) -> checkpoint (every
-ckpt_every, at the end, on SIGTERM/SIGINT) -> sample + score (digits).
+ckpt_every, at the end, on SIGTERM/SIGINT) -> sample grids (every sample_every steps and at
+the end, ouro/train/previews.py; scored on digits).
 
 SIGTERM/SIGINT are caught for the whole call (the final save and its wait included).
 loss.csv rows fall only on scheduled steps (log_every, checkpoint and epoch boundaries, the
