@@ -24,6 +24,7 @@ Captions, one per image, from the first of:
   metadata.csv                      Hugging Face imagefolder's CSV: header file_name,text
                                     (or file_name,caption)
   <image>.txt                       a UTF-8 text file beside each image (a/b.png -> a/b.txt)
+  <repeats>_<name>/ folders         Kohya's layout: each image repeated, same-stem .txt/.caption
 Paths are relative to SRC. Every image needs a non-empty caption. Images are center-cropped,
 resized (Lanczos) to --size and scaled to [-1, 1]; captions are embedded with Gemma-3 and
 kept as text in the dataset (training samples held-out ones).

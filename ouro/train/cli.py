@@ -48,8 +48,10 @@ def main(argv: list[str]) -> int:
     from ouro.train.config import PRESETS
 
     p = parser(argv)
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help=f"starting configuration (default: digits; {OWN_DATA} when data.path is given)")
+    # no argparse `choices`: a misspelt preset is one line with a suggestion, not a usage block
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"starting configuration (default: digits; {OWN_DATA} when data.path is given): "
+                        f"{', '.join(PRESETS)}")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (preset + overrides) as JSON and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.dim=64")

@@ -109,7 +109,7 @@ class TrainConfig:
     tensorboard: bool = True  # event files in out_dir/tensorboard (`tensorboard --logdir outputs/`)
     progress: bool = True  # tqdm bar
     eval_samples: bool = True  # sample a grid from the EMA weights at the end (-> samples.png); scored on digits
-    sample_every: int = 0  # also every N steps (samples/step_N.png, TensorBoard/W&B images); 0 = only at the end
+    sample_every: int = 0  # also every N steps (train_samples/step_N_grid.png, TensorBoard/W&B); 0 = only at the end
     init_from: str = ""  # a run directory: start from its EMA weights (fine-tuning); fresh optimizer, step 0
 
 
@@ -221,7 +221,11 @@ PRESETS = {
 def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
     """A preset with TrainConfig fields replaced, e.g. preset_config("digits", steps=300)."""
     if preset not in PRESETS:
-        raise ConfigError(f"unknown training preset {preset!r}; known: {', '.join(PRESETS)}")
+        from ouro.config import suggest
+
+        hint = suggest(preset, PRESETS)
+        raise ConfigError(f"unknown training preset {preset!r}; "
+                          + (hint if hint.startswith("did") else f"known: {', '.join(PRESETS)}"))
     cfg = PRESETS[preset]()
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 

@@ -26,6 +26,7 @@ from ouro import sharding as shd
 from ouro.config import to_dict
 from ouro.model.registry import family_of
 from ouro.plan.peaks import job_peak
+from ouro.errors import UserError
 from ouro.provenance import git_commit
 from ouro.runs.status import COMPLETED, INTERRUPTED
 from ouro.fileio import write_json
@@ -33,6 +34,7 @@ from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
 from ouro.train.fit_data import fit_to_dataset
 from ouro.train.previews import Previews, dataset_record
+from ouro.train import identity
 from ouro.train.inputs import make_input
 from ouro.train.metrics import CSVLog, Sinks
 from ouro.train.runlock import RunLock
@@ -40,8 +42,9 @@ from ouro.train.optim import lr_rules, reference_lr
 from ouro.train.step import NEVER, ModelFactory, build_trainer, read_and_reset_acc
 
 
-class NonFiniteLoss(FloatingPointError):
-    """Raised when the loss or gradient norm became NaN/Inf; names the step."""
+class NonFiniteLoss(UserError, FloatingPointError):
+    """Raised when the loss or gradient norm became NaN/Inf; names the step and the last good
+    checkpoint. A UserError: the fix is the user's (lr, data), so the CLI prints one line."""
 
 
 def model_train_flops(model_cfg: Any, cfg: Any, ctx_len: int = 1) -> float:
@@ -65,11 +68,28 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
     validate(cfg, jax.device_count())
     writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir and "://" not in cfg.ckpt_dir else [])
-    with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(StopFlag())
-        for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
-            stack.enter_context(RunLock(directory, enabled=jax.process_index() == 0))
-        return _train(cfg, make_model, stop_after, stop)
+    created = [Path(d) for d in writes if not Path(d).exists()]
+    try:
+        with contextlib.ExitStack() as stack:
+            stop = stack.enter_context(StopFlag())
+            for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
+                stack.enter_context(RunLock(directory, enabled=jax.process_index() == 0))
+            return _train(cfg, make_model, stop_after, stop)
+    except BaseException:
+        for directory in created:  # a run refused in set-up leaves no empty run directory
+            _remove_if_unused(directory)
+        raise
+
+
+def _remove_if_unused(directory: Path) -> None:
+    """Delete a directory this call created if it holds nothing but the run lock (and empty
+    folders): a run that failed before writing anything."""
+    with contextlib.suppress(OSError):
+        files = [p for p in directory.rglob("*") if not p.is_dir()]
+        if all(p.name == "run.lock" for p in files):
+            import shutil
+
+            shutil.rmtree(directory)
 
 
 def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
@@ -78,6 +98,11 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
+    # a resume keeps the run's config, but for keys that cannot change its meaning
+    previous = identity.previous_config(out)
+    if not identity.has_checkpoints(cfg.ckpt_dir or out / "checkpoints"):
+        previous = None  # nothing to resume: a fresh start may use any config
+    changes = identity.resume_changes(previous, to_dict(cfg), out)
 
     # -- mesh, input, model ------------------------------------------------------------
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.fsdp)
@@ -91,13 +116,11 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
                    # per-token text: T and the encoder settings `ouro sample` encodes prompts with
                    "text_tokens": info.get("text_tokens"),
                    "lr_rule_counts": lr_rules(trainer.abstract_state["params"], dim)["counts"]}
-    if is_main:
-        write_json(out / "config.json", config_json)
 
     # -- restore or init ---------------------------------------------------------------
     keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
     ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts,
-                        keep_every=keep_every)
+                        keep_every=keep_every, clean_partial=True)
     restored = ckpt.restore_latest(trainer.abstract_state, trainer.state_shardings)
     resumed_from = None if restored is None else restored[2]
     if restored is not None:
@@ -110,6 +133,9 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         if init_from and is_main:
             write_json(out / "init_from.json", init_from)
     step = int(jax.device_get(state["step"]))
+    config_json = identity.with_history(config_json, previous, resumed_from, changes)
+    if is_main:  # the config this call trains with, and every change accepted on resume
+        write_json(out / "config.json", config_json)
     csv_log = CSVLog(out / "loss.csv", resume_step=step) if is_main else None
     sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
     previews = Previews(cfg, info, out, is_main=is_main)  # sample grids from the EMA weights
@@ -162,10 +188,10 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     stopped_by = None
     bar = None
     if cfg.progress and is_main:
-        from tqdm.auto import tqdm
+        from ouro.progress import progress_bar
 
         desc = cfg.name if dataset["name"] == cfg.name else f"{cfg.name} ({dataset['name']})"
-        bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step")
+        bar = progress_bar(total=cfg.steps, initial=step, desc=desc, unit="step")
     t_window, window_start = time.perf_counter(), step
     first_step = step
     while step < cfg.steps:

@@ -6,7 +6,7 @@ Prompts: the digits' ten classes; on a sharded dataset the captions of its held-
 (the last `data.holdout` rows, never trained on), or with no held-out rows its first
 distinct captions (then the title says "training captions"). The stored conditioning of
 those rows is used as is (pooled embeddings, per-token states + mask, or class ids), so no
-text encoder is loaded during training. Each grid goes to `samples/step_NNNNNNN.png` and
+text encoder is loaded during training. Each grid goes to `train_samples/step_NNNNNNN_grid.png` and
 `samples.png` (the latest), and to TensorBoard / W&B as the image "samples". A latent run
 decodes through its autoencoder (ouro/train/to_pixels.py); one that cannot is reported
 once and draws no grids (raw latents are never written as images).
@@ -21,8 +21,6 @@ import jax
 import numpy as np
 
 from ouro.errors import UserError
-
-LABEL_CHARS = 48  # grid row labels: long captions are cut (the full text is in prompts.json)
 
 
 class Previews:
@@ -64,16 +62,15 @@ class Previews:
         if not self.is_main:
             return None
         which = "held-out captions" if self.held_out else "training captions"
-        path = self.out / "samples" / f"step_{step:07d}.png"
+        path = self.out / "train_samples" / f"step_{step:07d}_grid.png"  # _grid: `ouro fid RUN` skips it
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_grid(images, rows, path, per_row=sc.per_class,
-                  row_names=[n if len(n) <= LABEL_CHARS else n[:LABEL_CHARS - 1] + "…" for n in self.names],
+        save_grid(images, rows, path, per_row=sc.per_class, row_names=self.names,
                   title=f"{self.cfg.name}: step {step}, EMA, {sc.method} {sc.steps} steps, CFG {sc.cfg_scale:g}"
                         + ("" if self.cfg.data.kind == "digits" else f", {which}"))
         from ouro.fileio import write_bytes, write_json
 
         write_bytes(self.out / "samples.png", path.read_bytes())
-        write_json(self.out / "samples" / "prompts.json", {"prompts": self.names, "held_out": self.held_out,
+        write_json(self.out / "train_samples" / "prompts.json", {"prompts": self.names, "held_out": self.held_out,
                                                           "per_prompt": sc.per_class})
         if sinks is not None:
             sinks.image("samples", path, step)

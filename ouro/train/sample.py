@@ -2,7 +2,10 @@
 
     s = load_for_sampling("outputs/demo")            # EMA weights of the latest checkpoint
     images, labels = sample_grid(s, per_class=10, steps=32, cfg_scale=3.0)
-    save_grid(images, labels, "grid.png")
+    save_grid(images, labels, "grid.png")            # ouro.train.grid: labelled, legible
+
+    req = request(s, prompts=["a handwritten digit seven"])   # any run: ouro.train.conditions
+    images = draw(s, req, steps=32, cfg_scale=3.0)            # pixels (latent runs decoded)
 
 A run whose model reads per-token text (MMDiT text_input="tokens") samples from prompts
 encoded as its dataset's captions were (`encode_prompts`: same encoder, T, BOS rule, recorded
@@ -23,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from ouro.flow import sample as flow_sample
+from ouro.train.grid import save_grid  # noqa: F401 - the labelled grid, re-exported for callers here
 
 
 @dataclasses.dataclass
@@ -35,6 +39,7 @@ class Sampler:
     class_ctx: np.ndarray | None  # (10, 640) for the digits
     step: int
     text_tokens: dict | None = None  # per-token text runs: the dataset's encoder settings
+    use_ema: bool = True  # params are the EMA weights (False: the raw training weights)
 
     def context(self, labels: Sequence[int]) -> np.ndarray:
         """What the model reads as ctx for these classes: (B, 1, E) caption embeddings, or
@@ -42,7 +47,10 @@ class Sampler:
         if getattr(self.cfg.model, "condition_input", "ctx") == "label":
             return np.asarray(labels, np.int32)  # (B,)
         if self.class_ctx is None:
-            raise ValueError("this run has no class table; pass ctx or prompts")
+            from ouro.errors import UserError  # a ValueError: callers catching that still do
+
+            raise UserError("this run has no class table: sample it from prompts "
+                            "(ouro.train.conditions.request(s, prompts=[...]), then draw)")
         return self.class_ctx[np.asarray(labels)][:, None, :]  # (B, 1, E)
 
 
@@ -105,6 +113,23 @@ def sample_images(s: Sampler, ctx: np.ndarray, *, steps: int = 32, method: str =
     return np.concatenate(outs)
 
 
+def decode(s: Sampler, images: np.ndarray) -> np.ndarray:
+    """Samples as pixels: a latent run (config data.autoencoder) decodes with the autoencoder
+    its dataset was encoded with; a pixel run's samples pass through; a latent run with no
+    known autoencoder is refused in one line (ouro/train/to_pixels.py), never written raw."""
+    from ouro.train.to_pixels import to_pixels
+
+    return to_pixels(s.cfg.data, images)
+
+
+def draw(s: Sampler, req: Any, *, steps: int = 32, method: str = "euler", cfg_scale: float = 3.0,
+         seed: int = 0, guidance_rate: float = 0.0) -> np.ndarray:
+    """(N, H, W, C) pixel samples for a conditions.Request (prompts or classes), decoded."""
+    images = sample_images(s, req.ctx, steps=steps, method=method, cfg_scale=cfg_scale, seed=seed,
+                           guidance_rate=guidance_rate, ctx_mask=req.ctx_mask)
+    return decode(s, images)
+
+
 def sample_grid(s: Sampler, *, classes: Sequence[int] = tuple(range(10)), per_class: int = 10,
                 steps: int = 32, method: str = "euler", cfg_scale: float = 3.0, seed: int = 0,
                 guidance_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -113,39 +138,6 @@ def sample_grid(s: Sampler, *, classes: Sequence[int] = tuple(range(10)), per_cl
     images = sample_images(s, s.context(labels), steps=steps, method=method, cfg_scale=cfg_scale,
                            seed=seed, guidance_rate=guidance_rate)
     return images, labels
-
-
-def save_grid(images: np.ndarray, labels: np.ndarray, path: str | Path, *, per_row: int = 10,
-              title: str = "", row_names: Sequence[str] | None = None) -> Path:
-    """One row per label (up to per_row samples each), row labels on the left; atomic write."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = list(dict.fromkeys(np.asarray(labels).tolist()))
-    fig, axes = plt.subplots(len(classes), per_row, figsize=(per_row * 0.6 + 0.8, len(classes) * 0.6 + 0.4),
-                             squeeze=False)
-    for r, k in enumerate(classes):
-        imgs = images[np.asarray(labels) == k][:per_row]
-        for c in range(per_row):
-            ax = axes[r, c]
-            ax.set_xticks([]), ax.set_yticks([])
-            if c < len(imgs) and imgs.shape[-1] == 3:  # colour: RGB as stored, [-1, 1] -> [0, 1]
-                ax.imshow(np.clip((imgs[c] + 1) / 2, 0, 1))
-            elif c < len(imgs):
-                ax.imshow(np.clip(imgs[c, ..., 0], -1, 1), cmap="gray_r", vmin=-1, vmax=1)
-            if c == 0:
-                ax.set_ylabel(row_names[r] if row_names else str(k), rotation=0, labelpad=12, va="center")
-    if title:
-        fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
 
 
 def evaluate_run(cfg: Any, trainer: Any, state: dict, digits: Any, out: Path) -> dict[str, Any]:
@@ -181,7 +173,8 @@ def load_for_sampling(run_dir: str | Path, *, step: int | None = None, use_ema: 
     mesh = shd.make_mesh(devices=jax.devices()[:1])
     trainer = build_trainer(cfg, mesh, make_model)
     ckpt = Checkpointer(cfg.ckpt_dir or run_dir / "checkpoints", keep=cfg.keep_ckpts)
-    state, _ = ckpt.restore(trainer.abstract_state, trainer.state_shardings, step)
+    # the newest checkpoint that restores (a damaged one is named and skipped), or `step`
+    state, _, _ = ckpt.restore_for_reading(trainer.abstract_state, trainer.state_shardings, step)
     ckpt.close()
     class_ctx = None
     if cfg.data.kind == "digits":
@@ -189,4 +182,4 @@ def load_for_sampling(run_dir: str | Path, *, step: int | None = None, use_ema: 
 
         class_ctx = load_digits(cfg.data.context).class_ctx
     return Sampler(cfg, trainer.graphdef, state["ema" if use_ema else "params"], state["rest"],
-                   class_ctx, int(jax.device_get(state["step"])), saved.get("text_tokens"))
+                   class_ctx, int(jax.device_get(state["step"])), saved.get("text_tokens"), use_ema)

@@ -33,9 +33,10 @@ def test_sample_every_and_init_from(toy, tmp_path):
     # sample_every: grids from the EMA weights during training, the last one is samples.png
     out = Path(cfg.out_dir)
     assert summary["finished"] and summary["dataset"]["name"] == "digits"
-    assert (out / "samples" / "step_0000001.png").is_file() and (out / "samples" / "step_0000002.png").is_file()
-    assert (out / "samples.png").read_bytes() == (out / "samples" / "step_0000002.png").read_bytes()
-    assert json.loads((out / "samples" / "prompts.json").read_text())["prompts"] == [str(k) for k in range(10)]
+    grids = out / "train_samples"
+    assert (grids / "step_0000001_grid.png").is_file() and (grids / "step_0000002_grid.png").is_file()
+    assert (out / "samples.png").read_bytes() == (out / "train_samples" / "step_0000002_grid.png").read_bytes()
+    assert json.loads((out / "train_samples" / "prompts.json").read_text())["prompts"] == [str(k) for k in range(10)]
 
     # init_from: the source's EMA weights in a fresh state
     ema = load_for_sampling(cfg.out_dir, make_model=make).params

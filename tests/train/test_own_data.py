@@ -70,10 +70,10 @@ def run_own_data(tmp_path, capsys, *, autoencoder=None):
     saved = json.loads((run / "config.json").read_text())
     assert saved["dataset"]["name"] == "shapes16" and saved["train"]["name"] == "shapes16"  # never "digits"
     # held-out captions, drawn from the EMA weights at steps 2 and 4 (the last is samples.png)
-    prompts = json.loads((run / "samples" / "prompts.json").read_text())
+    prompts = json.loads((run / "train_samples" / "prompts.json").read_text())
     assert prompts == {"prompts": captions[N - 2:], "held_out": True, "per_prompt": 2}
-    assert (run / "samples" / "step_0000002.png").is_file()
-    assert (run / "samples.png").read_bytes() == (run / "samples" / "step_0000004.png").read_bytes()
+    assert (run / "train_samples" / "step_0000002_grid.png").is_file()
+    assert (run / "samples.png").read_bytes() == (run / "train_samples" / "step_0000004_grid.png").read_bytes()
     with Image.open(run / "samples.png") as im:
         assert im.mode in ("RGB", "RGBA") and im.width > 50
     from ouro.train.metrics import read_events
@@ -85,7 +85,7 @@ def run_own_data(tmp_path, capsys, *, autoencoder=None):
                  "--out", str(run / "one.png")]) == 0
     with Image.open(run / "one" / "sample_0000.png") as im:
         native = np.asarray(im)
-    assert native.shape[-1] == 3 and native.shape[0] == 16 * 4  # RGB pixels (decoded), 4x upscaled
+    assert native.shape == (16, 16, 3)  # RGB pixels at native resolution (a latent run's decoded)
 
     assert ouro(["report", "--outputs", str(tmp_path / "outputs"), "--reports", str(tmp_path / "rep")]) == 0
     table = (tmp_path / "rep" / "Detail.md").read_text()

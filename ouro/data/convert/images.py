@@ -5,7 +5,9 @@ Captions, in this order of precedence:
     one JSON object per line with "file" / "file_name" (path relative to DIR) and
     "caption" / "text"; or `metadata.csv` (imagefolder's CSV form: a header row with a
     `file_name` column and a `text` or `caption` column);
-  - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped).
+  - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped);
+  - Kohya's layout (folders `<repeats>_<name>/`, same-stem .txt/.caption captions, repeats
+    honoured): ouro/data/convert/kohya.py.
 Every image needs a non-empty caption. The captions are kept in the dataset (field
 "captions"): training samples held-out ones, `ouro report` shows them.
 Images are center-cropped to a square, resized to `size` (Lanczos), scaled to [-1, 1] and
@@ -110,6 +112,18 @@ def _csv_captions(path: Path) -> dict[str, str]:
     return captions
 
 
+def find_rows(root: Path) -> tuple[list[tuple[str, str]], str]:
+    """(image, caption) rows in dataset order, and the layout read: a metadata file or `.txt`
+    captions ("captions"), or Kohya's `<repeats>_<name>/` folders ("kohya", each image
+    repeated `repeats` times in a row; ouro/data/convert/kohya.py)."""
+    from ouro.data.convert.kohya import is_kohya, read_kohya
+
+    if is_kohya(root) and not any((root / m).exists() for m in METADATA_FILES):
+        rows = read_kohya(root, IMAGE_SUFFIXES, read_text)
+        return [(name, caption) for name, caption, repeats in rows for _ in range(repeats)], "kohya"
+    return list(find_captions(root).items()), "captions"
+
+
 def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
                    encode: Encode | None = None, embed: Embed | None = None,
                    shard_size: int = 4096, encoder_name: str = "pixels",
@@ -121,22 +135,26 @@ def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
     root = Path(src_dir)
     if not root.is_dir():
         raise UserError(f"{root}: not a directory")
-    captions = find_captions(root)
-    names = list(captions)
+    rows, layout = find_rows(root)
+    names, captions = [n for n, _ in rows], [c for _, c in rows]
     embed = embed or default_embed
     tokens_fn, tokens_meta = text_tokens_setup(text_tokens, embed_tokens)
-    listing = hashlib.sha256("\n".join(f"{n}\t{captions[n]}" for n in names).encode()).hexdigest()
-    width = max(len(captions[n].encode("utf-8")) for n in names)  # one row size for every shard
+    listing = hashlib.sha256("\n".join(f"{n}\t{c}" for n, c in rows).encode()).hexdigest()
+    width = max(len(c.encode("utf-8")) for c in captions)  # one row size for every shard
 
     def build(a: int, b: int) -> dict[str, np.ndarray]:
-        pixels = np.stack([load_image(root / n, size, str(root / n)) for n in names[a:b]])
-        texts = [captions[n] for n in names[a:b]]
+        loaded: dict[str, np.ndarray] = {}  # a repeated image (Kohya repeats) is read once per shard
+        for n in names[a:b]:
+            if n not in loaded:
+                loaded[n] = load_image(root / n, size, str(root / n))
+        pixels = np.stack([loaded[n] for n in names[a:b]])
+        texts = captions[a:b]
         out = {"latents": to_latents(pixels, encode), "embeddings": np.asarray(embed(texts), np.float32),
                CAPTIONS: encode_captions(texts, width)}
         return out | (token_fields(texts, tokens_fn, text_tokens) if tokens_fn else {})
 
     plan = [(f"shard-{j:05d}", lambda a=a, b=b: build(a, b)) for j, (a, b) in enumerate(chunks(len(names), shard_size))]
-    source = {"from-images": str(root.resolve()), "images": len(names), "listing_sha256": listing,
+    source = {"from-images": str(root.resolve()), "images": len(names), "layout": layout, "listing_sha256": listing,
               "size": size, "encoder": encoder_name, "shard_size": shard_size, "text_tokens": tokens_meta}
     meta = {"encoder": encoder_record(encode, encoder, encoder_name), **({"name": name} if name else {}),
             "source": {"converter": "from-images", "input": str(root.resolve()), "images": len(names),
