@@ -15,7 +15,8 @@ from ouro.train.config import DataConfig, TrainConfig, preset_config
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "lr=-1"], "ouro train: error: lr=-1.0: must be >0"),
-    (["train", "--preset", "digits-smoke", "steps=2"], "ouro train: error: warmup_steps: 5 must be in [0, steps=2]"),
+    (["train", "--preset", "digits-smoke", "steps=2", "warmup_steps=5"],
+     "ouro train: error: warmup_steps: 5 must be in [0, steps=2]"),
     (["train", "model.dim=63"], "ouro train: error: model.dim=63: must be a multiple of head_dim=32"),
     (["train", "stepz=3"], "ouro train: error: unknown config key 'stepz'"),
     (["train", "steps=ten"], "ouro train: error: steps='ten': expected int"),

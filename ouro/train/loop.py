@@ -3,7 +3,8 @@
 Phases: validate -> lock the run dir -> mesh -> input -> model/optimizer/shardings
 (eval_shape first) -> restore (falling back past damaged checkpoints) or init -> loop
 (jitted donated step; host sync only every log_every steps) -> checkpoint (every
-ckpt_every, at the end, on SIGTERM/SIGINT) -> sample + score (digits).
+ckpt_every, at the end, on SIGTERM/SIGINT) -> sample grids (every sample_every steps and at
+the end, ouro/train/previews.py; scored on digits).
 
 SIGTERM/SIGINT are caught for the whole call (the final save and its wait included).
 loss.csv rows fall only on scheduled steps (log_every, checkpoint and epoch boundaries, the
@@ -31,6 +32,8 @@ from ouro.runs.status import COMPLETED, INTERRUPTED
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
+from ouro.train.fit_data import fit_to_dataset
+from ouro.train.previews import Previews, dataset_record
 from ouro.train import identity
 from ouro.train.inputs import make_input
 from ouro.train.metrics import CSVLog, Sinks
@@ -62,6 +65,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     `stop_after`: behave as if preempted once global_step reaches it (save, return) - for
     tests and time-boxed notebook runs; a rerun resumes from there.
     """
+    cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
     validate(cfg, jax.device_count())
     writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir and "://" not in cfg.ckpt_dir else [])
     created = [Path(d) for d in writes if not Path(d).exists()]
@@ -105,7 +109,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     data, info = make_input(cfg)
     trainer = build_trainer(cfg, mesh, make_model)
     dim = int(getattr(cfg.model, "dim", 1) or 1)
-    config_json = {"train": to_dict(cfg), "model_class": type(cfg.model).__name__,
+    dataset = dataset_record(cfg, info)  # what progress bar, run records and report call the data
+    config_json = {"train": to_dict(cfg), "dataset": dataset, "model_class": type(cfg.model).__name__,
                    "model_family": family_of(cfg.model).name,  # from_dict rebuilds its config
                    "context_source": info.get("context_source"),
                    # per-token text: T and the encoder settings `ouro sample` encodes prompts with
@@ -122,13 +127,18 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         state, meta, _ = restored
         data.restore(meta["data"])
     else:
-        state = trainer.make_state()
+        from ouro.train.init_from import initial_state
+
+        state, init_from = initial_state(cfg, trainer)  # init_from=RUN: its EMA weights, step 0
+        if init_from and is_main:
+            write_json(out / "init_from.json", init_from)
     step = int(jax.device_get(state["step"]))
     config_json = identity.with_history(config_json, previous, resumed_from, changes)
     if is_main:  # the config this call trains with, and every change accepted on resume
         write_json(out / "config.json", config_json)
     csv_log = CSVLog(out / "loss.csv", resume_step=step) if is_main else None
     sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
+    previews = Previews(cfg, info, out, is_main=is_main)  # sample grids from the EMA weights
     flops_img = model_train_flops(cfg.model, cfg, info.get("ctx_len", 1))
     steps_per_epoch = data.steps_per_epoch
 
@@ -180,7 +190,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     if cfg.progress and is_main:
         from ouro.progress import progress_bar
 
-        bar = progress_bar(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
+        desc = cfg.name if dataset["name"] == cfg.name else f"{cfg.name} ({dataset['name']})"
+        bar = progress_bar(total=cfg.steps, initial=step, desc=desc, unit="step")
     t_window, window_start = time.perf_counter(), step
     first_step = step
     while step < cfg.steps:
@@ -208,6 +219,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
             stop_if_diverged(step, None if first_bad == NEVER else first_bad)
         if scheduled or preempt:
             save(step)
+        if cfg.sample_every and step % cfg.sample_every == 0 and not preempt:
+            previews(trainer, state, step, sinks)
         if preempt:
             stopped_by = (f"signal {stop.signal}" if stop else "another host's stop signal"
                           if stop.by_peer else f"stop_after={stop_after}")
@@ -230,7 +243,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         "final_loss": last["loss"], "loss_t_bins": last["loss_t_bins"],
         "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
         "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
-        "wall_s": time.time() - t_start, "context_source": info.get("context_source"),
+        "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
         "git": git_commit(),  # provenance for `ouro report`
     }
     # the vocabulary run.json and the report share (ouro/runs/status.py)
@@ -250,7 +263,11 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     if summary["finished"] and cfg.eval_samples and info["kind"] == "digits" and not stop:
         from ouro.train.sample import evaluate_run
 
-        summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)
+        summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)  # scored grid
+    elif summary["finished"] and cfg.eval_samples and not stop and previews.done_step != step:
+        previews(trainer, state, step, sinks)  # own data: held-out captions
+    if previews.warnings:
+        summary["warnings"] = [*summary.get("warnings", []), *previews.warnings]
     ckpt.close()
     if sinks is not None:
         if "eval" in summary:

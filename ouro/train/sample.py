@@ -160,13 +160,11 @@ def sample_images(s: Sampler, ctx: np.ndarray, *, steps: int = 32, method: str =
 
 def decode(s: Sampler, images: np.ndarray) -> np.ndarray:
     """Samples as pixels: a latent run (config data.autoencoder) decodes with the autoencoder
-    its dataset was encoded with; a pixel run's samples pass through."""
-    autoencoder = getattr(s.cfg.data, "autoencoder", "")
-    if not autoencoder:
-        return images
-    from ouro.vae import load_autoencoder
+    its dataset was encoded with; a pixel run's samples pass through; a latent run with no
+    known autoencoder is refused in one line (ouro/train/to_pixels.py), never written raw."""
+    from ouro.train.to_pixels import to_pixels
 
-    return load_autoencoder(autoencoder).decode(images)
+    return to_pixels(s.cfg.data, images)
 
 
 def draw(s: Sampler, req: Any, *, steps: int = 32, method: str = "euler", cfg_scale: float = 3.0,

@@ -47,6 +47,9 @@ def main(argv: list[str]) -> int:
     if args.out:  # a bad --out is reported before the checkpoint is restored
         sf.target(args.ckpt, args.out, "")
     s = load_run(args.ckpt, args.step, use_ema=args.ema)
+    from ouro.train.to_pixels import require_decoder
+
+    require_decoder(s.cfg.data, f"--ckpt {args.ckpt}")  # latents without a decoder: refused before sampling
     req = sa.build_request(args, s)
     settings = {**sa.settings(args, s, steps=args.steps, cfg_scale=args.cfg), **describe(args)}
     where = sf.target(args.ckpt, args.out, sf.slug(settings, req.describe()))
