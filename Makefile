@@ -14,9 +14,17 @@ export MPLBACKEND ?= Agg
 # environment variable: the repo's lab settings are installed into the venv's config dir.
 LABCONFIG := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-setup: $(STAMP) $(LABCONFIG)
+# ...and opens them unmodified: jupytext's contents manager plus the kernel's language_info
+# (ouro/runs/lab.py), installed as a server config file the same way.
+SERVERCONFIG := $(VENV)/etc/jupyter/jupyter_server_config.d/ouro.json
+
+setup: $(STAMP) $(LABCONFIG) $(SERVERCONFIG)
 
 $(LABCONFIG): .jupyter/labconfig/default_setting_overrides.json $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
+
+$(SERVERCONFIG): .jupyter/jupyter_server_config.json $(STAMP)
 	mkdir -p $(dir $@)
 	cp $< $@
 

@@ -31,6 +31,9 @@ sample_steps: int = 32  # sampler steps
 cfg_scales: list[float] = [1.0, 3.0, 5.0]  # one grid per classifier-free guidance scale
 per_class: int = 10  # samples per prompt / class (one grid row each)
 seed: int = 1234  # fixed noise: grids comparable across checkpoints and scales
+cfg_interval: list[float] = [0.0, 1.0]  # CFG only while t is in [lo, hi] (Kynkaanniemi et al. 2024)
+cfg_rescale: float = 0.0  # guidance rescale phi (Lin et al. 2024); 0 = plain CFG
+shift: float | None = None  # sampler time-grid shift; None = the run's own (flow.shift)
 smoke: bool = False  # True: train a 4-step digits-smoke run here and sample it with 2 steps (CI)
 out_dir: str = ""  # where grids and scores go (empty: outputs/runs/sampling)
 
@@ -44,7 +47,7 @@ from ouro.fileio import write_bytes, write_json
 from ouro.paths import project_path, resolve_out_dir
 from ouro.train import preset_config, train
 from ouro.train.conditions import request
-from ouro.train.sample import load_for_sampling
+from ouro.train.sample import Guidance, load_for_sampling
 from ouro.train.sample_files import slug
 from ouro.train.sweep import markdown, sweep
 
@@ -69,10 +72,12 @@ print(f"{sampler.cfg.name}: step {sampler.step}, {'EMA' if use_ema else 'raw'} w
 
 # %%
 settings = {"run": str(run_dir), "checkpoint_step": sampler.step, "ema": use_ema, "method": method,
-            "seed": seed, "autoguidance": 0.0, "steps": sample_steps, "cfg_scale": list(cfg_scales)}
+            "seed": seed, "autoguidance": 0.0, "steps": sample_steps, "cfg_scale": list(cfg_scales),
+            "cfg_interval": list(cfg_interval), "cfg_rescale": cfg_rescale, "shift": shift}
 grids = out / slug(settings, req.describe())
+guidance = Guidance(interval=tuple(cfg_interval), rescale=cfg_rescale, shift=shift)
 results = sweep(sampler, [sample_steps], cfg_scales, req=req, method=method, seed=seed, out_dir=grids,
-                run_name=Path(run_dir).name, progress=False)
+                run_name=Path(run_dir).name, progress=False, guidance=guidance)
 record = {**settings, **req.describe(), "step": sampler.step, "sample_steps": sample_steps,
           "directory": str(grids), "results": results}
 write_json(grids / "sampling.json", record)

@@ -33,6 +33,10 @@ class RunLocked(UserError):
     """Another live process is writing this run directory."""
 
 
+class RunDirUnwritable(UserError):
+    """The run directory cannot be created or written (read-only disk, permissions)."""
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -59,8 +63,12 @@ class RunLock:
     def acquire(self) -> None:
         if not self.enabled or self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # the first write of a run: a read-only or missing disk is named here, once
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirUnwritable(f"{self.path.parent}: the run directory cannot be written "
+                                   f"({e.strerror or e}); choose a writable out_dir/ckpt_dir") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

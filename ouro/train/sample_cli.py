@@ -33,6 +33,9 @@ def main(argv: list[str]) -> int:
     sa.add_run_args(p)
     sa.add_request_args(p, per_class=10)
     sa.add_sampler_args(p)
+    from ouro.train.sampler_flags import add_guidance_flags, describe, sample_kwargs
+
+    add_guidance_flags(p)  # --cfg-interval --cfg-rescale --negative-prompt --shift --size --init --strength
     p.add_argument("--out", default=None, help="a directory (no .png), or the grid's path (.png; images go "
                    "into the directory of that name); default RUN/samples/<settings>/")
     args = p.parse_args(argv)
@@ -44,15 +47,18 @@ def main(argv: list[str]) -> int:
     if args.out:  # a bad --out is reported before the checkpoint is restored
         sf.target(args.ckpt, args.out, "")
     s = load_run(args.ckpt, args.step, use_ema=args.ema)
+    from ouro.train.to_pixels import require_decoder
+
+    require_decoder(s.cfg.data, f"--ckpt {args.ckpt}")  # latents without a decoder: refused before sampling
     req = sa.build_request(args, s)
-    settings = sa.settings(args, s, steps=args.steps, cfg_scale=args.cfg)
+    settings = {**sa.settings(args, s, steps=args.steps, cfg_scale=args.cfg), **describe(args)}
     from ouro.train.run_record import RunRecord
 
     # a gs:// run: the samples are staged locally, then uploaded into the run (whole objects)
     record = RunRecord(args.ckpt) if "://" in args.ckpt and not args.out else None
     where = sf.target(record.local if record else args.ckpt, args.out, sf.slug(settings, req.describe()))
     images = draw(s, req, steps=args.steps, method=args.method, cfg_scale=args.cfg, seed=args.seed,
-                  guidance_rate=args.autoguidance)
+                  guidance_rate=args.autoguidance, **sample_kwargs(s, args, len(req.rows)))
     if images.shape[-1] not in (1, 3):
         print(f"ouro sample: warning: the samples have {images.shape[-1]} channels and the run's config names "
               f"no data.autoencoder to decode them; the PNGs show the first three channels", file=sys.stderr)

@@ -23,10 +23,12 @@ from ouro.fileio import write_json, write_text
 
 def sweep(sampler: Any, steps: Sequence[int], cfg_scales: Sequence[float], *, per_class: int = 20,
           method: str = "euler", seed: int = 0, progress: bool = True, req: Any = None,
-          guidance_rate: float = 0.0, out_dir: str | Path | None = None, run_name: str = "") -> list[dict[str, Any]]:
+          guidance_rate: float = 0.0, out_dir: str | Path | None = None, run_name: str = "",
+          **extra: Any) -> list[dict[str, Any]]:
     """One row per (steps, cfg_scale): seconds, the applicable scores (`scorer` names which),
     and with out_dir the labelled grid `steps<n>_cfg<c>.png` written there. `req`: a
-    conditions.Request (default: every class of the run, per_class each)."""
+    conditions.Request (default: every class of the run, per_class each). `extra`: draw's
+    guidance / neg_ctx / neg_mask for every setting (ouro.train.sampler_flags)."""
     from tqdm.auto import tqdm
 
     from ouro.train.conditions import request
@@ -40,7 +42,8 @@ def sweep(sampler: Any, steps: Sequence[int], cfg_scales: Sequence[float], *, pe
     rows = []
     for n, scale in tqdm([(s, c) for s in steps for c in cfg_scales], desc="sweep", disable=not progress):
         t0 = time.perf_counter()
-        images = draw(sampler, req, steps=n, method=method, cfg_scale=scale, seed=seed, guidance_rate=guidance_rate)
+        images = draw(sampler, req, steps=n, method=method, cfg_scale=scale, seed=seed, guidance_rate=guidance_rate,
+                      **extra)
         seconds = time.perf_counter() - t0  # includes one compile per setting
         name, score = scorer_for(sampler, req, images.shape[-1])
         row = {"steps": n, "cfg_scale": scale, "method": method, "seconds": seconds, "n_samples": len(images),
@@ -92,6 +95,9 @@ def main(argv: list[str]) -> int:
     sa.add_run_args(p)
     sa.add_request_args(p, per_class=20)
     sa.add_sampler_args(p, sweep=True)
+    from ouro.train.sampler_flags import add_guidance_flags, describe, sample_kwargs
+
+    add_guidance_flags(p, img2img=False, size=False)  # --cfg-interval --cfg-rescale --negative-prompt --shift
     args = p.parse_args(argv)
     steps = sa.numbers(args.steps, "--steps", int)
     scales = sa.numbers(args.cfg, "--cfg")
@@ -99,10 +105,11 @@ def main(argv: list[str]) -> int:
     sa.check_request(args)
     sampler = load_run(args.ckpt, args.step, use_ema=args.ema)
     req = sa.build_request(args, sampler)
-    settings = sa.settings(args, sampler, steps=steps, cfg_scale=scales)
+    settings = {**sa.settings(args, sampler, steps=steps, cfg_scale=scales), **describe(args)}
     out = Path(args.ckpt) / "sweep" / slug(settings, req.describe())
     rows = sweep(sampler, steps, scales, req=req, method=args.method, seed=args.seed,
-                 guidance_rate=args.autoguidance, out_dir=out, run_name=Path(args.ckpt).resolve().name)
+                 guidance_rate=args.autoguidance, out_dir=out, run_name=Path(args.ckpt).resolve().name,
+                 **sample_kwargs(sampler, args, len(req.rows)))
     result = {**settings, **req.describe(), "directory": str(out), "rows": rows}
     table = markdown(rows)
     for d in (out, Path(args.ckpt)):  # this sweep's own copy, and the run's latest (the report reads it)
