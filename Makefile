@@ -8,15 +8,23 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test faults bench clean lab report gemma-env gemma-parity plan-env
+.PHONY: setup demo test faults bench clean lab report gemma-env gemma-parity pod-sim plan-env
 
 # JupyterLab opens the percent .py notebooks as notebooks (jupytext viewer) with no
 # environment variable: the repo's lab settings are installed into the venv's config dir.
 LABCONFIG := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-setup: $(STAMP) $(LABCONFIG)
+# ...and opens them unmodified: jupytext's contents manager plus the kernel's language_info
+# (ouro/runs/lab.py), installed as a server config file the same way.
+SERVERCONFIG := $(VENV)/etc/jupyter/jupyter_server_config.d/ouro.json
+
+setup: $(STAMP) $(LABCONFIG) $(SERVERCONFIG)
 
 $(LABCONFIG): .jupyter/labconfig/default_setting_overrides.json $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
+
+$(SERVERCONFIG): .jupyter/jupyter_server_config.json $(STAMP)
 	mkdir -p $(dir $@)
 	cp $< $@
 
@@ -36,6 +44,12 @@ test: setup
 # The fault-injection suite with 10 seeded trials per randomised fault (make test runs 1).
 faults: setup
 	OURO_FAULT_TRIALS=10 $(PY) -m pytest -q -m faults tests/faults
+
+# Pod in a box: 4 host processes (jax.distributed, 2 CPU devices each), each in its own mount
+# namespace, sharing nothing but ouro's GCS emulator; every trial (preemption, a lost host,
+# resume on 2 hosts, damaged checkpoints, a second run, storage errors), then a table.
+pod-sim: setup
+	$(PY) -m ouro.sim --hosts 4 --table outputs/pod-sim/table.md
 
 bench: setup
 	$(PY) -m ouro.bench

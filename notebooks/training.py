@@ -17,8 +17,8 @@
 # Headless: `ouro run notebooks/training.py -p steps 50` (a run directory under outputs/runs/).
 
 # %% tags=["parameters"]
-preset: str = "digits"  # training preset, one of ouro.train.PRESETS: digits, digits-smoke, xut-small-256
-data: str = ""  # empty: the data of the preset; else a sharded-latents directory (local or gs://)
+preset: str = ""  # training preset, one of ouro.train.PRESETS; empty: digits, or own-data when data is given
+data: str = ""  # empty: the data of the preset; else a sharded dataset directory (local or gs://): its index.json decides shapes
 steps: int | None = None  # optimizer steps; None: as in the preset
 batch_size: int | None = None  # global batch over all devices; None: as in the preset
 lr: float | None = None  # muP base learning rate; None: as in the preset
@@ -27,20 +27,23 @@ ckpt_dir: str = ""  # empty: out_dir/checkpoints; else a local or gs:// director
 wandb: bool | None = None  # Weights and Biases on/off; None: as in the preset (offline unless WANDB_MODE)
 overrides: list[str] = []  # further config overrides as strings in the syntax of ouro.config.override
 smoke: bool = False  # True: the digits-smoke preset, 4 steps, no sample scoring (CI)
-out_dir: str = ""  # run directory (empty: outputs/runs/training)
+out_dir: str = ""  # run directory, local or gs://bucket/runs/NAME (pods); empty: outputs/runs/training
 
 # %%
 from IPython.display import Image, Markdown, display
 
 from ouro.analysis.scaling_plot import plot_loss
 from ouro.config import override
+from ouro.data.storage import local_copy
 from ouro.report.markdown import render_json_table
 from ouro.paths import project_path, resolve_out_dir
 from ouro.sharding import init_distributed
 from ouro.train import preset_config, train
+from ouro.train.fit_data import OWN_DATA, explicit_keys, fit_to_dataset
 
 init_distributed()  # multi-host pods: before anything touches the devices; no-op on one host
-out = resolve_out_dir(out_dir, "training")
+# a gs:// out_dir (pods) stays a URL: the run record lives on the bucket (README "Pod runs on gs://")
+out = out_dir if "://" in out_dir else resolve_out_dir(out_dir, "training")
 
 # %% [markdown]
 # ## Configuration
@@ -50,15 +53,18 @@ out = resolve_out_dir(out_dir, "training")
 # %%
 if smoke:  # seconds, not minutes: compile dominates, so few steps and no sample scoring
     preset, steps, overrides = "digits-smoke", min(steps or 4, 4), [*overrides, "eval_samples=false"]
+preset = preset or (OWN_DATA if data else "digits")
 given = {"steps": steps, "batch_size": batch_size, "lr": lr, "wandb": wandb, "ckpt_dir": project_path(ckpt_dir),
-         "data.kind": "sharded" if data else None, "data.path": project_path(data),
-         "mesh.data": mesh[0] if mesh else None, "mesh.fsdp": mesh[1] if mesh else None}
-cfg = override(preset_config(preset), {k: v for k, v in given.items() if v is not None})
-if cfg.warmup_steps >= cfg.steps:  # a short run (-p steps 50) keeps a 10% warm-up instead of failing
-    overrides = [f"warmup_steps={cfg.steps // 10}", *overrides]
-if cfg.steps < 20 * cfg.log_every:  # and logs >= 20 loss rows, enough for a scaling fit
-    overrides = [f"log_every={max(1, cfg.steps // 20)}", *overrides]
-cfg = override(cfg, [*overrides, f"out_dir={out}"])
+         "data.path": project_path(data), "mesh.data": mesh[0] if mesh else None,
+         "mesh.fsdp": mesh[1] if mesh else None}
+given = {k: v for k, v in given.items() if v is not None}
+cfg = override(override(preset_config(preset), given), overrides)
+# data.path's index.json decides shapes; a warm-up longer than a short run becomes a tenth of it
+explicit = explicit_keys(given) | explicit_keys(overrides) | {"out_dir"}
+cfg = fit_to_dataset(cfg, explicit, preset=preset)
+if cfg.steps < 20 * cfg.log_every and "log_every" not in explicit:  # >= 20 loss rows: enough for a scaling fit
+    cfg = override(cfg, {"log_every": max(1, cfg.steps // 20)})
+cfg = override(cfg, [f"out_dir={out}"])
 print(cfg)
 
 # %% [markdown]
@@ -72,8 +78,9 @@ display(Markdown(render_json_table({k: v for k, v in summary.items() if k not in
 # ## Loss curve, samples and scores
 
 # %%
-display(Image(filename=str(plot_loss([out / "loss.csv"], out / "loss.png", title=cfg.name))))
-if (out / "samples.png").exists():
-    display(Image(filename=str(out / "samples.png")))
+local = local_copy(out) if "://" in str(out) else out  # the figures read a local copy of a gs:// record
+display(Image(filename=str(plot_loss([local / "loss.csv"], local / "loss.png", title=cfg.name))))
+if (local / "samples.png").exists():
+    display(Image(filename=str(local / "samples.png")))
 if "eval" in summary:
     display(Markdown(render_json_table(summary["eval"])))

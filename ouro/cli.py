@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pod-run": ("ouro.runs.pod", "build (and optionally run) the same papermill run on every TPU-pod host"),
     "fit": ("ouro.analysis.scaling", "fit L(step) = a*step^-b + c to loss CSVs"),
     "plan": ("ouro.plan.compile", "compile the train step for a TPU topology (no TPUs): memory per chip, FLOPs"),
+    "export": ("ouro.torch.export", "a run for PyTorch: HDM-format weights or a diffusers pipeline folder"),
+    "import-hdm": ("ouro.torch.hdm_cli", "HDM XUDiT weights (.safetensors) -> an ouro run directory"),
     "report": ("ouro.report.detail", "the comparative report of every run under outputs/ (outputs/report/; make report: reports/)"),
 }
 

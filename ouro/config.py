@@ -108,8 +108,7 @@ def _set(cfg: Any, path: list[str], value: Any, prefix: str) -> Any:
     parsers = {f.name: f.metadata.get("parse") for f in dataclasses.fields(cfg)}
     name, full = path[0], prefix + ".".join(path)
     if name not in types_:
-        known = ", ".join(sorted(types_))
-        raise ConfigError(f"unknown config key {full!r}; known keys here: {known}")
+        raise ConfigError(f"unknown config key {full!r}; {suggest(name, types_, prefix)}")
     current = getattr(cfg, name)
     if len(path) > 1:
         if not dataclasses.is_dataclass(current):
@@ -129,6 +128,19 @@ def _set(cfg: Any, path: list[str], value: Any, prefix: str) -> Any:
         raise ConfigError(prefix + str(e), key=prefix + e.key) from None
     except (TypeError, ValueError) as e:  # a config's own unchecked __post_init__ test
         raise ConfigError(f"{full}={new!r}: {e}") from None
+
+
+def suggest(word: str, known: Iterable[str], prefix: str = "") -> str:
+    """'did you mean 'lr'?' for a near miss (difflib), else the known names: one line."""
+    import difflib
+
+    known = sorted(known)
+    close = difflib.get_close_matches(word, known, n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(repr(prefix + c) for c in close) + "?"
+    if len(known) > 12:  # a wall of names helps nobody: the help lists them with their meaning
+        return f"none is close among the {len(known)} keys here (`--help` lists them)"
+    return f"known keys here: {', '.join(known)}"
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -224,8 +236,7 @@ def checked(**ranges: str) -> Callable[[type], type]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             for k in kwargs:
                 if k not in names:
-                    raise ConfigError(f"unknown config key {k!r} for {cls.__name__}; known keys here: "
-                                      f"{', '.join(sorted(names))}", key=k)
+                    raise ConfigError(f"unknown config key {k!r} for {cls.__name__}; {suggest(k, names)}", key=k)
             init(self, *args, **kwargs)
             if own_post_init is None:  # @dataclass only calls a __post_init__ it saw at creation
                 __post_init__(self)

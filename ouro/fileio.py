@@ -8,6 +8,10 @@
 The temp file lives in the target's directory (same filesystem, so the rename is atomic)
 and carries the pid plus a random suffix, so concurrent writers never share a temp name.
 A writer that raises leaves the previous file untouched and no temp file behind.
+
+Object-store URLs (gs://bucket/run/metrics.json) take the same calls: the temp file is
+local and is uploaded as one whole object on success (GCS replaces objects atomically: a
+reader sees the old object or the new one, never a half-written one).
 """
 
 from __future__ import annotations
@@ -28,6 +32,18 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     `suffix` (default: the target's own suffix) keeps writers that infer the format from
     the extension (matplotlib, np.save) working on the temp name.
     """
+    from ouro.data.storage import is_url, put_file
+
+    if is_url(path):
+        import tempfile
+
+        name = str(path).rstrip("/").rsplit("/", 1)[-1]
+        suffix = Path(name).suffix if suffix is None else suffix
+        with tempfile.TemporaryDirectory(prefix="ouro-upload-") as d:
+            tmp = Path(d) / f"{Path(name).stem}.tmp{suffix}"
+            yield tmp
+            put_file(tmp, str(path))
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
@@ -40,7 +56,12 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
             tmp.unlink()
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
+    from ouro.data.storage import is_url, put_bytes
+
+    if is_url(path):  # one request, one whole object
+        put_bytes(str(path), data)
+        return str(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -49,7 +70,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike, text: str) -> Path | str:
     return write_bytes(path, text.encode("utf-8"))
 
 
@@ -66,7 +87,7 @@ def strict(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2, sort_keys: bool = True) -> Path:
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2, sort_keys: bool = True) -> Path | str:
     """Strict JSON (allow_nan=False after mapping NaN/Inf to null), written atomically."""
     text = json.dumps(strict(obj), indent=indent, sort_keys=sort_keys, default=str, allow_nan=False)
     return write_text(path, text + "\n")

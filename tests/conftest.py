@@ -7,3 +7,24 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """ouro's GCS emulator on 127.0.0.1 (a free port), bucket `ouro-test`, for the whole
+    session: TensorStore reads its endpoint once per process, so every test that touches
+    gs:// shares this one. gcsfs and TensorStore both point at it (os.environ, for
+    subprocesses too)."""
+    import fsspec
+
+    from ouro.sim.gcs_emulator import GcsEmulator
+
+    em = GcsEmulator(["ouro-test"]).start()
+    os.environ.update(em.client_env())
+    fsspec.config.conf["gs"] = {"token": "anon"}  # the emulator needs no credentials
+    fsspec.filesystem("gs").clear_instance_cache()
+    yield em
+    em.stop()

@@ -15,7 +15,8 @@ from ouro.train.config import DataConfig, TrainConfig, preset_config
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "lr=-1"], "ouro train: error: lr=-1.0: must be >0"),
-    (["train", "--preset", "digits-smoke", "steps=2"], "ouro train: error: warmup_steps: 5 must be in [0, steps=2]"),
+    (["train", "--preset", "digits-smoke", "steps=2", "warmup_steps=5"],
+     "ouro train: error: warmup_steps: 5 must be in [0, steps=2]"),
     (["train", "model.dim=63"], "ouro train: error: model.dim=63: must be a multiple of head_dim=32"),
     (["train", "stepz=3"], "ouro train: error: unknown config key 'stepz'"),
     (["train", "steps=ten"], "ouro train: error: steps='ten': expected int"),
@@ -67,7 +68,7 @@ def test_train_help_lists_every_key_with_type_default_and_reason(capsys):
     assert set(lines) == set(keys)
     # the digits-smoke values, the field types and the comments written beside the fields
     assert "int" in lines["steps"] and "= 20 " in lines["steps"] and "# total optimizer steps" in lines["steps"]
-    assert "{logit_normal,uniform}" in lines["t_schedule"] and "= 'logit_normal'" in lines["t_schedule"]
+    assert "{logit_normal,mode,cosmap,uniform}" in lines["flow.t_dist"] and "= 'logit_normal'" in lines["flow.t_dist"]
     assert "= 32 " in lines["model.dim"] and "# model width D" in lines["model.dim"]
     assert lines["data.kind"].endswith("# " + field_comments(DataConfig)["kind"])
 

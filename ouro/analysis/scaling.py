@@ -158,7 +158,9 @@ def find_loss_csvs(paths: Sequence[str | Path] = (), root: Path | None = None) -
     from ouro.paths import project_path, project_root
 
     if paths:
-        return [Path(project_path(p)) for p in paths]
+        from ouro.data.storage import is_url, local_copy
+
+        return [local_copy(str(p)) if is_url(p) else Path(project_path(p)) for p in paths]  # gs://: a local copy
     out = (root or project_root()) / "outputs"
     return sorted(out.glob("runs/*/loss.csv")) + sorted(out.glob("demo/loss.csv"))
 

@@ -15,13 +15,32 @@ import json
 from pathlib import Path
 
 
+IMAGES_HELP = """A folder of images (png, jpg, jpeg, webp, bmp, gif; subfolders too) with captions -> shards.
+
+Captions, one per image, from the first of:
+  captions.jsonl / metadata.jsonl   one JSON object per line:
+                                    {"file_name": "a/b.png", "text": "a red circle"}
+                                    ("file" for "file_name", "caption" for "text" also work)
+  metadata.csv                      Hugging Face imagefolder's CSV: header file_name,text
+                                    (or file_name,caption)
+  <image>.txt                       a UTF-8 text file beside each image (a/b.png -> a/b.txt)
+  <repeats>_<name>/ folders         Kohya's layout: each image repeated, same-stem .txt/.caption
+Paths are relative to SRC. Every image needs a non-empty caption. Images are center-cropped,
+resized (Lanczos) to --size and scaled to [-1, 1]; captions are embedded with Gemma-3 and
+kept as text in the dataset (training samples held-out ones).
+
+Example: ouro data from-images photos/ --out data/photos32 --size 32
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ouro data", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def converter(name: str, help_: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help_)
+    def converter(name: str, help_: str, description: str = "") -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help_, description=description or help_,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         s.add_argument("--out", required=True, help="output dataset directory (local)")
         s.add_argument("--shard-size", type=int, default=4096, help="rows per shard")
         s.add_argument("--no-progress", action="store_true")
@@ -29,13 +48,15 @@ def _parser() -> argparse.ArgumentParser:
 
     s = converter("from-pt", "Ouroboros PT files (keys, latents NCHW fp16, embeddings) -> shards")
     s.add_argument("files", nargs="+", help="PT files, in dataset order")
-    for name, help_ in (("from-images", "a folder of images with captions -> shards"),
-                        ("from-parquet", "parquet files / a HF save_to_disk directory -> shards")):
-        s = converter(name, help_)
+    for name, help_, desc in (("from-images", "a folder of images with captions -> shards", IMAGES_HELP),
+                              ("from-parquet", "parquet files / a HF save_to_disk directory -> shards", "")):
+        s = converter(name, help_, desc)
         s.add_argument("src", help="input directory (or parquet file)")
         s.add_argument("--size", type=int, default=256, help="square resolution after center crop")
-        s.add_argument("--autoencoder", default=None,
-                       help="'package.module:function' mapping (N,H,W,3) float32 in [-1,1] to NHWC "
+        s.add_argument("--autoencoder", default=None, metavar="DIR|MODULE:FN",
+                       help="encode to latents with an AutoencoderKL directory (what `ouro vae train` "
+                            "writes; recorded in index.json, so runs decode their samples with it), or "
+                            "'package.module:function' mapping (N,H,W,3) float32 in [-1,1] to NHWC "
                             "latents; default: pixel space")
         s.add_argument("--text-tokens", type=int, default=0, metavar="T",
                        help="also store Gemma-3 per-token states of each caption, padded/cut to T "
@@ -62,13 +83,14 @@ def main(argv: list[str]) -> int:
         print(json.dumps(check_dataset(args.dataset, progress=progress), indent=2))
         return 0
     from ouro.data import convert
-    from ouro.data.convert.plan import load_encoder
+    from ouro.data.convert.plan import encoder_from_spec
 
     common = dict(shard_size=args.shard_size, progress=progress)
     if args.cmd == "from-pt":
         index = convert.convert_pt(args.files, args.out, **common)
     else:
-        common.update(size=args.size, encode=load_encoder(args.autoencoder),
+        encode, encoder = encoder_from_spec(args.autoencoder)
+        common.update(size=args.size, encode=encode, encoder=encoder,
                       encoder_name=args.autoencoder or "pixels", text_tokens=args.text_tokens)
         if args.cmd == "from-images":
             index = convert.convert_images(args.src, args.out, **common)

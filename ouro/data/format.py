@@ -7,9 +7,14 @@
                                            ctx_tokens (n0, T, E), ctx_mask (n0, T)
 index.json:
     {"format": "ouro-shards", "version": 1, "rows": N,
+     "name": "px32",                       (the dataset's name: runs, bars and reports show it)
+     "encoder": {"kind": "pixels"} | {"kind": "autoencoder", "path": DIR, ...} | {"kind": "function", ...},
+                                           (what made "latents": pixels, or the autoencoder to decode with)
+     "source": {"converter": "from-images", "input": DIR, ...},   (how the dataset was made)
      "text_tokens": {"encoder": ..., "weights_id": ..., "max_tokens": T, "include_bos": false},
                                            (only with ctx_tokens: how to encode prompts alike)
      "fields": {"latents": {"dtype": "float16", "shape": [H, W, C]}, ...},
+                                           ("captions": "|S<n>" UTF-8, NUL-padded: the raw text)
      "shards": [{"name": "shard-00000", "count": n0,
                  "files": {"latents": {"bytes": b, "crc32": "0x..."}, ...}}, ...]}
 
@@ -37,6 +42,8 @@ from ouro.errors import UserError
 FORMAT, VERSION = "ouro-shards", 1
 REQUIRED_FIELDS = ("latents", "embeddings")
 TOKEN_FIELDS = ("ctx_tokens", "ctx_mask")  # optional per-token text: (T, E) float states + (T,) mask
+META_KEYS = ("name", "encoder", "source")  # optional self-description (ouro.data.describe)
+CAPTIONS = "captions"  # optional text field: UTF-8 bytes, NUL-padded to the longest caption
 HEADER_PEEK = 4096  # an .npy header is < 4 KiB for any shape we write
 
 
@@ -66,6 +73,9 @@ class Index:
     fields: dict[str, Field]
     shards: list[Shard]
     text_tokens: dict[str, Any] | None = None  # the per-token encoder settings (with ctx_tokens)
+    # what the dataset says about itself: "name", "encoder", "source" (older index.json files
+    # lack them: ouro.data.describe documents the defaults that stand in)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -80,7 +90,8 @@ class Index:
         return storage.join(self.url, shard.file(field))
 
     def to_json(self) -> dict[str, Any]:
-        out = {"format": FORMAT, "version": VERSION, "rows": self.rows}
+        out = {"format": FORMAT, "version": VERSION, "rows": self.rows,
+               **{k: self.meta[k] for k in META_KEYS if k in self.meta}}
         if self.text_tokens is not None:
             out["text_tokens"] = self.text_tokens
         return {**out, "fields": {k: {"dtype": f.dtype, "shape": list(f.shape)} for k, f in self.fields.items()},
@@ -138,6 +149,48 @@ def write_index(index: Index) -> None:
     write_json(storage.join(index.url, "index.json"), index.to_json(), indent=1, sort_keys=False)
 
 
+def dtype_name(dtype: np.dtype) -> str:
+    """How index.json names a field's dtype: NumPy's name ("float16"), or for byte strings
+    the array-protocol string ("|S37"; NumPy's name "bytes296" does not parse back)."""
+    return dtype.str if dtype.kind == "S" else dtype.name
+
+
+def encode_captions(texts: list[str], width: int | None = None) -> np.ndarray:
+    """Captions -> (N,) |S<width> UTF-8 bytes, NUL-padded: fixed-size rows like every field.
+    `width`: the dataset's longest caption in bytes (every shard must share it)."""
+    raw = [t.encode("utf-8") for t in texts]
+    width = max(1, width or max((len(r) for r in raw), default=1))
+    return np.asarray(raw, dtype=f"|S{width}")
+
+
+def decode_captions(rows: np.ndarray) -> list[str]:
+    """(N,) |S<n> rows -> strings (NumPy drops the NUL padding)."""
+    return [bytes(r).decode("utf-8", errors="replace") for r in np.asarray(rows).reshape(-1)]
+
+
+def _what_is_there(url: str) -> str:
+    """Why a data.path without index.json is not a dataset, and the command that makes one."""
+    from pathlib import Path
+
+    convert = "convert it first: `ouro data from-images DIR --out OUT` (images + captions), from-parquet or from-pt"
+    if "://" in url or not Path(url).is_dir():
+        return f"data.path must be a dataset directory with an index.json; {convert}"
+    import itertools
+
+    from ouro.data.convert.images import IMAGE_SUFFIXES
+
+    root = Path(url)
+    suffixes = {p.suffix.lower() for p in itertools.islice(root.rglob("*"), 10_000)}  # bounded look
+    if suffixes & set(IMAGE_SUFFIXES):
+        return (f"{root} is a folder of images, not a dataset; convert it first: "
+                f"`ouro data from-images {root} --out OUT`, then train with data.path=OUT")
+    if suffixes & {".parquet", ".arrow"}:
+        return f"{root} holds parquet/arrow files; convert it first: `ouro data from-parquet {root} --out OUT ...`"
+    if ".pt" in suffixes:
+        return f"{root} holds PT files; convert them first: `ouro data from-pt {root}/*.pt --out OUT`"
+    return f"data.path must be a dataset directory with an index.json; {convert}"
+
+
 def _need(obj: dict, key: str, where: str, kind: type | tuple) -> Any:
     if key not in obj:
         raise UserError(f"{where}: missing key {key!r}")
@@ -151,8 +204,7 @@ def read_index(url: str) -> Index:
     url = str(url).rstrip("/")
     where = storage.join(url, "index.json")
     if not storage.exists(where):
-        raise UserError(f"{where}: not found (data.path must be a dataset directory with an "
-                        f"index.json, e.g. written by `ouro data from-pt`)")
+        raise UserError(f"{where}: not found ({_what_is_there(url)})")
     try:
         raw = json.loads(storage.read_bytes(where).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -189,8 +241,12 @@ def read_index(url: str) -> Index:
     text_tokens = raw.get("text_tokens")
     if text_tokens is not None and not isinstance(text_tokens, dict):
         raise UserError(f"{where}: key 'text_tokens' must be an object")
+    meta = {k: raw[k] for k in META_KEYS if k in raw}
+    for k, v in meta.items():
+        if not isinstance(v, str if k == "name" else dict):
+            raise UserError(f"{where}: key {k!r} must be a {'string' if k == 'name' else 'JSON object'}")
     # "rows" is informational: a wrong shard count is caught against that shard's files
-    return Index(url, fields, shards, text_tokens)
+    return Index(url, fields, shards, text_tokens, meta)
 
 
 def check_token_fields(fields: dict[str, Field], where: str) -> None:

@@ -17,6 +17,7 @@ colours always differ (the scorer finds objects by colour).
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -45,6 +46,27 @@ def caption(colour_a: int, shape_a: int, size_a: int, relation: int, colour_b: i
     a = f"{SIZE_NAMES[size_a]} {COLOUR_NAMES[colour_a]} {SHAPES[shape_a]}"
     b = f"{SIZE_NAMES[size_b]} {COLOUR_NAMES[colour_b]} {SHAPES[shape_b]}"
     return f"a {a} {RELATIONS[relation]} a {b}"
+
+
+def parse_caption(text: str) -> dict[str, int] | None:
+    """caption()'s inverse: the attribute indices of a shapes caption, or None if `text` is
+    not one (so a scorer knows whether the shapes reader applies to a prompt)."""
+    m = _CAPTION.fullmatch(" ".join(text.strip().lower().split()))
+    if m is None:
+        return None
+    size_a, colour_a, shape_a, rel, size_b, colour_b, shape_b = m.groups()
+    return {"colour_a": COLOUR_NAMES.index(colour_a), "shape_a": SHAPES.index(shape_a),
+            "size_a": SIZE_NAMES.index(size_a), "relation": RELATIONS.index(rel),
+            "colour_b": COLOUR_NAMES.index(colour_b), "shape_b": SHAPES.index(shape_b),
+            "size_b": SIZE_NAMES.index(size_b)}
+
+
+def _alt(names) -> str:
+    return "(" + "|".join(names) + ")"
+
+
+_OBJECT = f"{_alt(SIZE_NAMES)} {_alt(COLOUR_NAMES)} {_alt(SHAPES)}"
+_CAPTION = re.compile(f"a {_OBJECT} {_alt(RELATIONS)} a {_OBJECT}")
 
 
 def shape_mask(shape: str, side: int, image_size: int, top: int, left: int) -> np.ndarray:

@@ -92,15 +92,19 @@ def sharded_loader(url: str, global_batch: int, *, seed: int = 0, groups: int = 
                    mode: str = "auto", workers: int = 4, prefetch: int = 4,
                    latent_shape: tuple[int, ...] | None = None, embed_dim: int | None = None,
                    process_index: int = 0, process_count: int = 1,
-                   progress: bool = False, condition: str = "ctx", model: str = "the model") -> Loader:
+                   progress: bool = False, condition: str = "ctx", model: str = "the model",
+                   holdout: int = 0) -> Loader:
     """`condition`: the batch field the model reads (ctx, ctx_tokens or label): only the
-    dataset fields it needs are read (per-token text is ~10x the bytes of SDXL latents)."""
+    dataset fields it needs are read (per-token text is ~10x the bytes of SDXL latents).
+    `holdout`: the dataset's last rows that are never trained on (sample prompts)."""
     from ouro.data.format import read_index
 
     fields = fields_for(read_index(url).fields, condition, str(url).rstrip("/"), model)
     source = ShardedSource(url, fields)
     check_shapes(source, latent_shape=latent_shape, embed_dim=embed_dim)
-    order = BatchOrder(source.rows, global_batch, seed=seed, groups=groups)
+    if not 0 <= holdout < source.rows:
+        raise UserError(f"data.holdout={holdout}: must leave rows to train on (dataset {url} has {source.rows})")
+    order = BatchOrder(source.rows - holdout, global_batch, seed=seed, groups=groups)
     lo, hi = order.host_range(process_index, process_count)
     share = (hi - lo) * sum(source.index.fields[f].row_bytes for f in source.fields)
     if mode not in ("auto", "preload", "stream"):

@@ -171,8 +171,14 @@ class ShardedSource:
                 self._maps.move_to_end(key)
                 return self._maps[key]
         spec = self.index.fields[f]
-        m = np.memmap(self.where(self.index.shards[i], f), spec.dtype, "r",
-                      offset=self._data_offset[key], shape=(self.index.shards[i].count, *spec.shape))
+        path = self.where(self.index.shards[i], f)
+        try:  # (re)opened mid-run: past 256 open files, the least recently used are closed
+            m = np.memmap(path, spec.dtype, "r", offset=self._data_offset[key],
+                          shape=(self.index.shards[i].count, *spec.shape))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: shard {self.index.shards[i].name!r} of dataset {self.url} can no "
+                            f"longer be read ({getattr(e, 'strerror', None) or e}); it was there when the "
+                            f"run started: restore it (or rebuild the dataset) and rerun to resume") from None
         with self._lock:
             self._maps[key] = m
             while len(self._maps) > 256:

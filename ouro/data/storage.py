@@ -2,7 +2,10 @@
 
 Never pathlib on a URL (it folds `gs://b/x` into `gs:/b/x`): URLs are joined as strings and
 opened through fsspec; local paths stay plain paths so NumPy can memory-map them.
-gs:// needs gcsfs (in the lock); it honours STORAGE_EMULATOR_HOST (the tests' emulator).
+gs:// needs gcsfs (in the lock); it honours STORAGE_EMULATOR_HOST (an emulator such as
+ouro/sim/gcs_emulator.py), with anonymous access there. Writes to object stores replace
+whole objects (`put_bytes`, `put_file`): a reader sees the old object or the new one, never
+half of one; `if_absent=True` is GCS's ifGenerationMatch=0 (fails if the object exists).
 """
 
 from __future__ import annotations
@@ -29,7 +32,51 @@ def filesystem(path: str | os.PathLike) -> Any:
     import fsspec
 
     protocol = str(path).split("://", 1)[0]
+    if protocol == "gs" and os.environ.get("STORAGE_EMULATOR_HOST") and "token" not in fsspec.config.conf.get("gs", {}):
+        # an emulator takes no credentials; without this gcsfs probes the GCE metadata
+        # server first (seconds). Set in fsspec's config so Orbax's epath gets it too.
+        fsspec.config.conf.setdefault("gs", {})["token"] = "anon"
+        os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # gRPC TLS: not on an emulator
     return fsspec.filesystem(protocol)
+
+
+def put_bytes(url: str, data: bytes, *, if_absent: bool = False) -> None:
+    """One whole object. if_absent: refuse (FileExistsError) if it exists (ifGenerationMatch=0)."""
+    fs = filesystem(url)
+    if if_absent:
+        fs.pipe_file(url, data, mode="create")
+    else:
+        fs.pipe_file(url, data)
+    fs.invalidate_cache(url)
+
+
+def put_file(local: str | os.PathLike, url: str) -> None:
+    """Upload a local file as one whole object (replaced atomically on GCS)."""
+    fs = filesystem(url)
+    fs.put_file(str(local), url)
+    fs.invalidate_cache(url)
+
+
+def remove(url: str, *, recursive: bool = False) -> None:
+    fs = filesystem(url)
+    try:
+        fs.rm(url, recursive=recursive)
+    except FileNotFoundError:
+        pass
+    fs.invalidate_cache(url)
+
+
+def walk_files(url: str) -> dict[str, dict]:
+    """{relative path: object info (size, generation, md5Hash...)} for every object under url."""
+    fs = filesystem(url)
+    fs.invalidate_cache(url)
+    root = url.split("://", 1)[1].rstrip("/") + "/"
+    try:
+        found = fs.find(url, detail=True)
+    except FileNotFoundError:
+        return {}
+    return {name[len(root):]: info for name, info in found.items()
+            if name.startswith(root) and info.get("type") != "directory"}
 
 
 def exists(path: str) -> bool:
@@ -72,3 +119,76 @@ def listdir(path: str) -> list[str]:
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
     except FileNotFoundError:
         return []
+
+
+def check_reachable(*paths: str | os.PathLike | None) -> None:
+    """For each gs:// path: is its bucket there, reachable, and are we allowed in? Raises
+    UserError with one line naming the URL (and endpoint) - before anything compiles,
+    instead of a retry loop or a TensorStore trace minutes later. Local paths: skipped."""
+    import urllib.error
+    import urllib.request
+
+    from ouro.errors import UserError
+
+    for path in paths:
+        if not path or not str(path).startswith("gs://"):
+            continue
+        bucket = str(path)[5:].split("/", 1)[0]
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+        endpoint = (emulator if "://" in emulator else f"http://{emulator}") if emulator else "https://storage.googleapis.com"
+        headers = {}
+        token = os.environ.get("GOOGLE_AUTH_TOKEN_FOR_TESTING")
+        if not emulator and not token:
+            try:
+                import google.auth
+                import google.auth.transport.requests
+
+                creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+                creds.refresh(google.auth.transport.requests.Request())
+                token = creds.token
+            except Exception as e:  # noqa: BLE001 - any failure here means no usable credentials
+                raise UserError(f"{path}: no Google Cloud credentials ({type(e).__name__}: "
+                                f"{' '.join(str(e).split())[:160]}); run `gcloud auth application-default "
+                                f"login` or use a VM service account") from None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"{endpoint}/storage/v1/b/{bucket}?fields=name", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10):
+                pass
+        except urllib.error.HTTPError as e:
+            why = {404: f"bucket gs://{bucket} does not exist",
+                   401: "no credentials were accepted (set up Google Cloud credentials)",
+                   403: f"the credentials may not access gs://{bucket}"}.get(e.code, f"HTTP {e.code}")
+            raise UserError(f"{path}: {why} (at {endpoint})") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise UserError(f"{path}: cannot reach the storage endpoint {endpoint} ({reason})") from None
+
+
+def local_copy(url: str, *, skip: tuple[str, ...] = ("checkpoints/", "run.lock", "xla-cache/")) -> Any:
+    """A local mirror of an object or a tree of objects (run records: loss.csv, metrics.json,
+    config.json, PNGs), for readers that take paths (`ouro fit`, `ouro report`): under
+    $OURO_CACHE/remote/<bucket>/<key>, refreshed on every call; checkpoints are left on the
+    bucket (Orbax reads them there). Objects are whole, so each copied file is consistent."""
+    import shutil
+    from pathlib import Path
+
+    fs = filesystem(url)
+    url = url.rstrip("/")
+    dest = Path(os.environ.get("OURO_CACHE") or Path.home() / ".cache" / "ouro") / "remote" / url.split("://", 1)[1]
+    fs.invalidate_cache()
+    if fs.isfile(url):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(url, str(dest))
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    files = walk_files(url)
+    if not files:
+        raise FileNotFoundError(f"{url}: no such object or directory")
+    for rel in files:
+        if rel.startswith(skip) or any(f"/{s}" in f"/{rel}" for s in skip if s.endswith("/")):
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(f"{url}/{rel}", str(dest / rel))
+    return dest

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ouro.data.format import Field, Index, Shard, check_token_fields, write_index, write_npy
+from ouro.data.format import Field, Index, Shard, check_token_fields, dtype_name, write_index, write_npy
 from ouro.errors import UserError
 from ouro.fileio import write_json
 
@@ -59,7 +59,7 @@ class ShardWriter:
         counts = {k: len(v) for k, v in arrays.items()}
         if len(set(counts.values())) != 1 or not next(iter(counts.values())):
             raise UserError(f"shard {name}: fields must have the same, non-zero row count, got {counts}")
-        fields = {k: Field(v.dtype.name, tuple(v.shape[1:])) for k, v in arrays.items()}
+        fields = {k: Field(dtype_name(v.dtype), tuple(v.shape[1:])) for k, v in arrays.items()}
         if self.fields and fields != self.fields:
             raise UserError(f"shard {name}: fields {fields} differ from the earlier shards' {self.fields}")
         self.fields = fields
@@ -71,11 +71,15 @@ class ShardWriter:
             sort_keys=False)  # field order as written: a resumed index.json is byte-identical
         return self.shards[name]
 
-    def finish(self, *, text_tokens: dict[str, Any] | None = None) -> Index:
-        """Write index.json (`text_tokens`: the per-token encoder settings, with ctx_tokens)."""
+    def finish(self, *, text_tokens: dict[str, Any] | None = None,
+               meta: dict[str, Any] | None = None) -> Index:
+        """Write index.json (`text_tokens`: the per-token encoder settings, with ctx_tokens;
+        `meta`: name / encoder / source, see ouro.data.describe; without a name the dataset
+        is known by its directory's name, wherever it is moved)."""
         if not self.shards:
             raise UserError(f"{self.out}: no rows were converted")
-        index = Index(str(self.out), self.fields, [self.shards[k] for k in sorted(self.shards)], text_tokens)
+        index = Index(str(self.out), self.fields, [self.shards[k] for k in sorted(self.shards)], text_tokens,
+                      dict(meta or {}))
         check_token_fields(index.fields, str(self.out / "index.json"))
         write_index(index)
         (self.out / PROGRESS).unlink(missing_ok=True)
@@ -85,8 +89,15 @@ class ShardWriter:
 def write_shards(out_dir: str | os.PathLike, latents: np.ndarray, embeddings: np.ndarray, *,
                  labels: np.ndarray | None = None, shard_size: int = 4096,
                  extra: Mapping[str, np.ndarray] | None = None,
-                 latent_dtype: str = "float16", text_tokens: dict[str, Any] | None = None) -> Path:
+                 latent_dtype: str = "float16", text_tokens: dict[str, Any] | None = None,
+                 captions: list[str] | None = None, encoder: dict[str, Any] | None = None,
+                 source: dict[str, Any] | None = None, name: str | None = None) -> Path:
     """Write NHWC `latents` (N, H, W, C) and `embeddings` (N, E) as a sharded dataset.
+
+    `captions` (N strings) are kept as the text field "captions" (runs sample held-out ones);
+    `encoder` says what made the latents ({"kind": "pixels"} or {"kind": "autoencoder",
+    "path": DIR}, see ouro.data.describe), `source` how the data was made, `name` the
+    dataset's name (default: the directory's) - all recorded in index.json.
 
     Latents are stored as `latent_dtype` (float16: half the bytes; training casts them to
     float32/bfloat16). `labels` (N,) and `extra` fields (e.g. ctx_tokens (N, T, E),
@@ -97,6 +108,10 @@ def write_shards(out_dir: str | os.PathLike, latents: np.ndarray, embeddings: np
     if labels is not None:
         arrays["labels"] = np.asarray(labels)
     arrays.update(extra or {})
+    if captions is not None:
+        from ouro.data.format import CAPTIONS, encode_captions
+
+        arrays[CAPTIONS] = encode_captions(list(captions))
     for k, v in arrays.items():
         if len(v) != n:
             raise UserError(f"write_shards: {k} has {len(v)} rows, latents has {n}")
@@ -111,8 +126,10 @@ def write_shards(out_dir: str | os.PathLike, latents: np.ndarray, embeddings: np
         old.unlink(missing_ok=True)
     writer = ShardWriter(out, source={"write_shards": n, "shard_size": shard_size})
     for i, start in enumerate(range(0, n, shard_size)):
-        name = f"shard-{i:05d}"
-        if not writer.done(name):
-            writer.write(name, {k: v[start:start + shard_size] for k, v in arrays.items()})
-    writer.finish(text_tokens=text_tokens)
+        shard = f"shard-{i:05d}"
+        if not writer.done(shard):
+            writer.write(shard, {k: v[start:start + shard_size] for k, v in arrays.items()})
+    meta = {"source": source or {"converter": "write_shards", "rows": n},
+            **({"encoder": encoder} if encoder else {}), **({"name": name} if name else {})}
+    writer.finish(text_tokens=text_tokens, meta=meta)
     return Path(out_dir)

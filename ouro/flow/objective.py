@@ -2,7 +2,7 @@
 
     x_t = (1 - t) * x0 + t * noise        t = 0 is data, t = 1 is noise
     v   = noise - x0                       the velocity the network regresses
-    t  ~ sigmoid(N(mean, std))             logit-normal (SD3 / HDM); "uniform" as an option
+    t  ~ ouro.flow.timesteps              logit-normal (SD3 / HDM), mode, cosmap, uniform; shift
 
 Nothing here knows the network: the model is any `ouro.denoiser.Denoiser`
 (`model(x, t, ctx, *, ctx_mask, drop, ...) -> v`).
@@ -10,25 +10,14 @@ Nothing here knows the network: the model is any `ouro.denoiser.Denoiser`
 
 from __future__ import annotations
 
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 
 from ouro.denoiser import Denoiser
+from ouro.flow.timesteps import TDist, loss_weight, sample_t
 
 Model = Denoiser
-TSchedule = Literal["logit_normal", "uniform"]
-
-
-def sample_t(key: jax.Array, batch: int, schedule: TSchedule = "logit_normal", *,
-             mean: float = 0.0, std: float = 1.0) -> jax.Array:
-    """(B,) times in (0, 1). Logit-normal puts most samples mid-way, where v is hardest."""
-    if schedule == "logit_normal":
-        return jax.nn.sigmoid(mean + std * jax.random.normal(key, (batch,)))
-    if schedule == "uniform":
-        return jax.random.uniform(key, (batch,))
-    raise ValueError(f"t schedule {schedule!r}: expected 'logit_normal' or 'uniform'")
+TSchedule = TDist
 
 
 def _bcast(t_b: jax.Array, x: jax.Array) -> jax.Array:
@@ -62,15 +51,18 @@ def flow_loss(model: Model, x0: jax.Array, ctx: jax.Array, key: jax.Array, *,
 
 
 def flow_loss_at(model: Model, x0: jax.Array, ctx: jax.Array, t_b: jax.Array, noise: jax.Array, *,
-                 ctx_mask: jax.Array | None = None,
-                 drop: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+                 ctx_mask: jax.Array | None = None, drop: jax.Array | None = None,
+                 weighting: str = "none", gamma: float = 5.0) -> tuple[jax.Array, dict[str, jax.Array]]:
     """flow_loss at given times and noise (gradient accumulation draws them for the whole
-    batch once, then evaluates slices)."""
+    batch once, then evaluates slices). The loss is the mean of `loss_weight(t) * MSE`
+    (ouro.flow.timesteps); `per_sample` stays the UNweighted MSE, so per-t-bin curves of
+    runs with different weightings remain comparable."""
     x_t = interpolate(x0, noise, t_b)
     v = model(x_t, t_b, ctx, ctx_mask=ctx_mask, drop=drop).astype(jnp.float32)
     err = jnp.square(v - velocity_target(x0, noise))
     per_sample = err.reshape(err.shape[0], -1).mean(axis=1)  # (B,)
-    return per_sample.mean(), {"t": t_b, "per_sample": per_sample}
+    loss = (loss_weight(t_b, weighting, gamma) * per_sample).mean()
+    return loss, {"t": t_b, "per_sample": per_sample}
 
 
 def bin_losses(t_b: jax.Array, per_sample: jax.Array, bins: int = 10) -> tuple[jax.Array, jax.Array]:

@@ -38,10 +38,10 @@ class TBackBone(nnx.Module):
             stacked(depth, _block_maker(dim, head_dim, mlp_dim, False, dtype, param_dtype), rngs) if depth else None
         )
 
-    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation) -> jax.Array:
+    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation, key_valid=None) -> jax.Array:
         if not self.depth:
             return x_bld
-        return scan_layers(self.blocks, x_bld, lambda blk, x, _: blk(x, pos_bl2, mod),
+        return scan_layers(self.blocks, x_bld, lambda blk, x, _: blk(x, pos_bl2, mod, key_valid=key_valid),
                            unrolled=self.unrolled, remat=self.remat, unroll_max=self.unroll_max)
 
 
@@ -54,10 +54,11 @@ class DecoderGroup(nnx.Module):
         self.rest = TBackBone(dim, head_dim, mlp_dim, blocks - 1, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
                               unrolled=unrolled, unroll_max=unroll_max)
 
-    def __call__(self, x_bld, pos_bl2, mod: Modulation, ctx_bsd):
+    def __call__(self, x_bld, pos_bl2, mod: Modulation, ctx_bsd, key_valid=None):
         # the context is the encoder's output over the same token set: it shares x's positions
-        x = self.first(x_bld, pos_bl2, mod, ctx_bsd)
-        return self.rest(x, pos_bl2, mod)
+        # and its padding
+        x = self.first(x_bld, pos_bl2, mod, ctx_bsd, key_valid=key_valid)
+        return self.rest(x, pos_bl2, mod, key_valid)
 
 
 class XUTBackBone(nnx.Module):
@@ -73,20 +74,22 @@ class XUTBackBone(nnx.Module):
         self.enc_blocks = stacked(depth, lambda r: TBackBone(dim, head_dim, mlp_dim, enc_blocks, rngs=r, **kw), rngs)
         self.dec_blocks = stacked(depth, lambda r: DecoderGroup(dim, head_dim, mlp_dim, dec_blocks, rngs=r, **kw), rngs)
 
-    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation) -> jax.Array:
+    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, mod: Modulation, key_valid=None) -> jax.Array:
+        """key_valid (B, L) bool or None: tokens no attention may read (text padding)."""
         per_level = self.skip == "per_level"
+        kv = key_valid
         enc = scan_layers(
-            self.enc_blocks, x_bld, lambda grp, x, _: grp(x, pos_bl2, mod), collect=per_level,
+            self.enc_blocks, x_bld, lambda grp, x, _: grp(x, pos_bl2, mod, kv), collect=per_level,
             unrolled=self.unrolled, remat=self.remat, unroll_max=self.unroll_max,
         )
         if per_level:
             enc_out, levels_gbld = enc  # (depth, B, L, D): output of every encoder group
             # decoder group i reads encoder group d-1-i
             return scan_layers(
-                self.dec_blocks, enc_out, lambda grp, x, ctx: grp(x, pos_bl2, mod, ctx),
+                self.dec_blocks, enc_out, lambda grp, x, ctx: grp(x, pos_bl2, mod, ctx, kv),
                 xs=levels_gbld[::-1], unrolled=self.unrolled, remat=self.remat, unroll_max=self.unroll_max,
             )
         return scan_layers(
-            self.dec_blocks, enc, lambda grp, x, _: grp(x, pos_bl2, mod, enc), unrolled=self.unrolled,
+            self.dec_blocks, enc, lambda grp, x, _: grp(x, pos_bl2, mod, enc, kv), unrolled=self.unrolled,
             remat=self.remat, unroll_max=self.unroll_max,
         )

@@ -33,6 +33,10 @@ class XUTConfig:
     post_blocks: int = 3  # full-sequence blocks after TREAD merge
     ctx_dim: int = 640  # context embedding width (Gemma-3 270M hidden size)
     skip: Literal["last", "per_level"] = "last"  # decoder cross-attn context (HDM code: last)
+    # which batch field is the text: "pooled" = "ctx" (B, 1, C), one context token (HDM's
+    # released setup); "tokens" = "ctx_tokens" (B, T, C) + "ctx_mask" (B, T): every Gemma
+    # state concatenated to the image tokens, padding masked out of attention
+    text_input: Literal["pooled", "tokens"] = "pooled"
     dtype: Literal["float32", "bfloat16"] = "float32"  # THE compute dtype (training reads it here too); params stay float32
     # remat (ouro/nn/remat.py, by recompute): none < matmuls < attn = offload < block; block
     # keeps each scanned layer's input and recomputes the rest in the backward pass
@@ -55,6 +59,11 @@ class XUTConfig:
     @property
     def heads(self) -> int:
         return self.dim // self.head_dim
+
+    @property
+    def condition_input(self) -> str:
+        """The batch field this model reads as ctx (ouro.denoiser)."""
+        return "ctx_tokens" if self.text_input == "tokens" else "ctx"
 
     @property
     def out_ch(self) -> int:

@@ -92,14 +92,21 @@ class XUDiT(nnx.Module):
         with the PRNG key `rng` (per-sample random subsets). `positions` ((L, 2) or (B, L, 2)
         [y, x] per image token, default: the full-image grid of axial_positions) lets random
         crops keep their place in the uncropped image (rope.cropped_positions).
-        `drop` (B,) bool: the null condition (all-zero context, HDM's CFG convention) for
-        those samples. XUT attends to every context token: `ctx_mask` must be None."""
+        `drop` (B,) bool: the null condition for those samples: the all-zero context (HDM's
+        CFG convention) for a pooled text, the EMPTY text (every text token masked) for
+        per-token text (text_input="tokens", or whenever `ctx_mask` is given).
+        `ctx_mask` (B, T) bool, True = a real text token: padding is masked out of every
+        attention (self and the decoder's cross), so it cannot change the output."""
         ctx = self._check(x, t, ctx)
         no_extra_cond("XUDiT", cond)
-        if ctx_mask is not None:
-            raise ValueError("XUDiT: ctx_mask is not supported (every context token is attended); "
-                             "pass unpadded contexts")
-        if drop is not None:
+        text_valid = None  # (B, T): None = every context token is attended
+        if ctx_mask is not None or self.config.text_input == "tokens":
+            text_valid = jnp.ones(ctx.shape[:2], bool) if ctx_mask is None else ctx_mask.astype(bool)
+            if text_valid.shape != ctx.shape[:2]:
+                raise ValueError(f"XUDiT: ctx_mask must be (B, T) = {ctx.shape[:2]}, got {ctx_mask.shape}")
+            if drop is not None:
+                text_valid = text_valid & ~drop[:, None]
+        elif drop is not None:
             ctx = jnp.where(drop[:, None, None], jnp.zeros_like(ctx), ctx)
         if not 0.0 <= tread_rate < 1.0:
             raise ValueError(f"XUDiT: tread_rate must be in [0, 1), got {tread_rate}")
@@ -129,13 +136,17 @@ class XUDiT(nnx.Module):
         img_pos = positions.astype(jnp.float32).reshape((-1, num_img, 2))
         pos_pn2 = jnp.concatenate([img_pos, jnp.zeros((img_pos.shape[0], num_ctx, 2), jnp.float32)], axis=1)
 
-        x_bnd = self.prev_tread_trns(x_bnd, pos_pn2, mod)
+        # (B, L+T) valid keys: image tokens always, text tokens unless padding / dropped
+        keys = None if text_valid is None else jnp.concatenate([jnp.ones((b, num_img), bool), text_valid], axis=1)
+
+        x_bnd = self.prev_tread_trns(x_bnd, pos_pn2, mod, keys)
         if tread_rate:
             r = tread.route(rng, b, num_img, tread_rate)
             pos_bn2 = jnp.broadcast_to(pos_pn2, (b,) + pos_pn2.shape[1:])  # routes differ per sample
-            core = self.backbone(tread.drop(x_bnd, r), tread.drop(pos_bn2, r), mod)  # (B, K+T, D)
+            core_keys = None if keys is None else tread.drop(keys, r)  # (B, K+T): text keys unrouted
+            core = self.backbone(tread.drop(x_bnd, r), tread.drop(pos_bn2, r), mod, core_keys)  # (B, K+T, D)
             x_bnd = tread.merge(x_bnd, core, r)
         else:
-            x_bnd = self.backbone(x_bnd, pos_pn2, mod)
-        x_bnd = self.post_tread_trns(x_bnd, pos_pn2, mod)
+            x_bnd = self.backbone(x_bnd, pos_pn2, mod, keys)
+        x_bnd = self.post_tread_trns(x_bnd, pos_pn2, mod, keys)
         return self.out_patch(x_bnd[:, :num_img], h, w)  # (B, H, W, C_out)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ouro.nn.linear import dense
+from ouro.nn.masks import key_padding
 from ouro.nn.remat import ATTN_OUT, ATTN_QKV, tag
 from ouro.nn.rope import AxialRoPE
 
@@ -32,11 +33,13 @@ def implementation(dtype, backend: str | None = None) -> str:
     return "xla"
 
 
-def attend(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array) -> jax.Array:
+def attend(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array,
+           key_valid_bs: jax.Array | None = None) -> jax.Array:
     """softmax(q k^T / sqrt(H)) v. The scale is applied to q (B L N H), where it fuses into the
-    rotation's output, instead of to the (B N L S) scores, which it would cost a full pass over."""
+    rotation's output, instead of to the (B N L S) scores, which it would cost a full pass over.
+    key_valid_bs (B, S): False keys (text padding) get no attention."""
     scale = jnp.asarray(q_blnh.shape[-1] ** -0.5, q_blnh.dtype)
-    out = jax.nn.dot_product_attention(q_blnh * scale, k_bsnh, v_bsnh, scale=1.0,
+    out = jax.nn.dot_product_attention(q_blnh * scale, k_bsnh, v_bsnh, scale=1.0, mask=key_padding(key_valid_bs),
                                        implementation=implementation(q_blnh.dtype))
     return tag(out, ATTN_OUT)  # kept by remat attn/offload
 
@@ -49,14 +52,14 @@ class SelfAttention(nnx.Module):
         self.out = dense(dim, dim, ("heads", "embed"), **kw)
         self.rope = AxialRoPE(self.heads, head_dim, param_dtype=param_dtype)
 
-    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array) -> jax.Array:
+    def __call__(self, x_bld: jax.Array, pos_bl2: jax.Array, key_valid_bl: jax.Array | None = None) -> jax.Array:
         b, l, d = x_bld.shape
         # the projection's output, not q/k after RoPE, is what remat attn/offload keep: RoPE's
         # angles are learned, so its backward needs its input, and keeping that avoids recomputing the projection
         qkv = tag(self.qkv(x_bld.astype(self.dtype)), ATTN_QKV).reshape(b, l, 3, self.heads, self.head_dim)  # (B, L, 3, N, H)
         qk = self.rope(qkv[:, :, :2], pos_bl2)  # q and k: one rotation
         q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
-        o_blnh = attend(q, k, v)
+        o_blnh = attend(q, k, v, key_valid_bl)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)
 
 
@@ -75,7 +78,8 @@ class CrossAttention(nnx.Module):
         self.rope = AxialRoPE(self.heads, head_dim, param_dtype=param_dtype)
 
     def __call__(
-        self, x_bld: jax.Array, ctx_bsc: jax.Array, pos_bl2: jax.Array, ctx_pos_bs2: jax.Array | None = None
+        self, x_bld: jax.Array, ctx_bsc: jax.Array, pos_bl2: jax.Array, ctx_pos_bs2: jax.Array | None = None,
+        key_valid_bs: jax.Array | None = None,
     ) -> jax.Array:
         """ctx_pos_bs2=None: the context is x's own token set at x's positions (XUT's decoder
         reads the encoder output), so q and k turn by the same angles in one rotation."""
@@ -92,5 +96,5 @@ class CrossAttention(nnx.Module):
             q, k = qk[:, :, 0], qk[:, :, 1]
         else:
             q, k = self.rope(q, pos_bl2), self.rope(k, ctx_pos_bs2)
-        o_blnh = attend(q, k, v)
+        o_blnh = attend(q, k, v, key_valid_bs)
         return self.out(o_blnh.reshape(b, l, d))  # (B, L, D)

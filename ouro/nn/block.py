@@ -44,12 +44,16 @@ class TransformerBlock(nnx.Module):
         mod: Modulation,
         ctx_bsd: jax.Array | None = None,
         ctx_pos_bs2: jax.Array | None = None,
+        key_valid: jax.Array | None = None,
     ) -> jax.Array:
+        """key_valid (B, L) bool: False tokens (text padding) are never attended to, by the
+        self-attention nor, when the context is this token set (XUT's decoder), the cross."""
         # the residual stream between sub-layers is what remat "attn"/"offload" keep
-        x = tag(modulated_residual(x_bld, self.attn_pre_norm, mod.attn, lambda h: self.attn(h, pos_bl2)), RESIDUAL)
+        x = tag(modulated_residual(x_bld, self.attn_pre_norm, mod.attn, lambda h: self.attn(h, pos_bl2, key_valid)),
+                RESIDUAL)
         if self.cross:
             if ctx_bsd is None:
                 raise ValueError("TransformerBlock(cross=True) needs ctx_bsd")
             x = tag(modulated_residual(x, self.xattn_pre_norm, mod.xattn,
-                                       lambda h: self.xattn(h, ctx_bsd, pos_bl2, ctx_pos_bs2)), RESIDUAL)
+                                       lambda h: self.xattn(h, ctx_bsd, pos_bl2, ctx_pos_bs2, key_valid)), RESIDUAL)
         return modulated_residual(x, self.mlp_pre_norm, mod.mlp, self.mlp)

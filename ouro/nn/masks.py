@@ -41,3 +41,10 @@ def joint_mask(lengths: Sequence[int], *, causal: Sequence[bool], cross: bool = 
             raise ValueError(f"joint_mask: key_valid has {key_valid.shape[-1]} keys, modalities have {mask.shape[-1]}")
         mask = mask & key_valid[:, None, :]
     return mask | jnp.eye(mask.shape[-1], dtype=bool)[None]
+
+
+def key_padding(key_valid_bs: jax.Array | None) -> jax.Array | None:
+    """(B, S) bool valid keys -> the (B, 1, 1, S) mask jax.nn.dot_product_attention broadcasts
+    over heads and queries (XUT's text padding). Every query must keep one valid key (XUT's
+    image keys always are), else its softmax row would be empty."""
+    return None if key_valid_bs is None else key_valid_bs[:, None, None, :]

@@ -257,7 +257,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--topology", default="v5e:4x8", help="v5e:4x8, v5p:2x2x4, v6e:4x8 or cpu:N")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default outputs/plan/<name>.json)")
     p.add_argument("--text-tokens", type=int, default=None,
-                   help="T of a per-token-text model's dataset (MMDiT model.text_input=tokens)")
+                   help="T of a per-token-text model's dataset (XUT or MMDiT model.text_input=tokens)")
     p.add_argument("--fit", action="store_true",
                    help="search remat, mesh.fsdp and microbatches for the cheapest setting that fits")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,

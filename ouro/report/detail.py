@@ -62,9 +62,10 @@ class Figures:
         self.used: set[str] = set()
         self.kept: list[str] = []  # stale but tracked by git: left alone
 
-    def add(self, run_name: str, src: Path, alt: str | None = None) -> str:
-        """Copy an artefact in (only if its bytes changed) and return the Markdown image."""
-        name = f"{run_name.replace('/', '_')}--{src.name}"
+    def add(self, run_name: str, src: Path, alt: str | None = None, rel: Path | None = None) -> str:
+        """Copy an artefact in (only if its bytes changed) and return the Markdown image.
+        `rel`: its path inside the run (names grids in different sample folders apart)."""
+        name = f"{run_name.replace('/', '_')}--{str(rel or src.name).replace('/', '_')}"
         dst = self.dir / name
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
             with atomic_path(dst) as tmp:
@@ -269,8 +270,16 @@ def section_scaling(ctx: Context) -> str:
     return "\n\n".join(parts)
 
 
+# `ouro sample` / `ouro sweep` write one folder per request (samples/<slug>/, sweep/<slug>/):
+# the report shows the newest few grids, not every request ever made.
+NEWEST_SAMPLE_FOLDERS = 3
+
+
 def _sample_pngs(r: RunDir) -> list[Path]:
-    return sorted({p for pat in SAMPLE_PATTERNS for p in r.path.glob(pat)})
+    top = sorted({p for pat in SAMPLE_PATTERNS for p in r.path.glob(pat)})
+    grids = [*r.path.glob("samples/*/sample_grid.png"), *r.path.glob("sweep/*/*grid*.png")]
+    newest = sorted(grids, key=lambda p: p.stat().st_mtime)[-NEWEST_SAMPLE_FOLDERS:]
+    return top + sorted(newest)
 
 
 def section_samples(ctx: Context) -> str:
@@ -287,7 +296,8 @@ def section_samples(ctx: Context) -> str:
                     for x in scores["results"] if isinstance(x, dict)]
             parts.append(f"Checkpoint step {fmt(scores.get('step'))}, {scores.get('method')} sampler, "
                          f"{fmt(scores.get('sample_steps'))} steps:\n\n" + table(["CFG", "accuracy", "Fréchet", "per class"], rows))
-        parts += [ctx.figs.add(r.name, png, f"{r.name}: {png.stem}") for png in _sample_pngs(r)]
+        parts += [ctx.figs.add(r.name, png, f"{r.name}: {png.relative_to(r.path).with_suffix('')}", rel=png.relative_to(r.path))
+                  for png in _sample_pngs(r)]
     return "\n\n".join(parts)
 
 
@@ -327,12 +337,14 @@ def main(argv: list[str]) -> int:
     root = project_root()
     p = argparse.ArgumentParser(prog="ouro report", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--outputs", type=Path, default=root / "outputs", help="where the runs are")
+    p.add_argument("--outputs", default=root / "outputs", help="where the runs are (a directory or gs://...)")
     p.add_argument("--reports", type=Path, default=root / "outputs" / "report",
                    help="where Detail.md + figures/ go (reports/ for the committed snapshot)")
     args = p.parse_args(argv)
     args.reports.mkdir(parents=True, exist_ok=True)
-    text, kept = build(args.outputs, args.reports, root)
+    from ouro.report.runs import local_outputs
+
+    text, kept = build(local_outputs(args.outputs), args.reports, root)
     out = args.reports / "Detail.md"
     write_text(out, text)
     shown = out.resolve().relative_to(Path.cwd().resolve()) if out.resolve().is_relative_to(Path.cwd().resolve()) else out

@@ -238,6 +238,14 @@ def _float(v: Any) -> float:
         return float("nan")
 
 
+def local_outputs(outputs: str | Path) -> Path:
+    """The runs root as a local directory: a gs:// root (gs://bucket/outputs, holding
+    runs/<name>/...) is read through a local copy of its records, checkpoints left behind."""
+    from ouro.data.storage import is_url, local_copy
+
+    return local_copy(str(outputs)) if is_url(outputs) else Path(outputs)
+
+
 def discover(outputs: Path) -> list[RunDir]:
     """outputs/demo first, then other outputs/<name>/ runs, then outputs/runs/<name> and
     per-host outputs/runs/<name>/<host>; each group sorted by name."""

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -97,6 +98,38 @@ def default_run_name(notebook: Path) -> str:
     return f"{notebook.stem}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
 
 
+def _previous_attempt(run_dir: Path, notebook: Path) -> dict[str, Any] | None:
+    """The record of an earlier run under this name that may be resumed (interrupted, failed,
+    or 'running' by a process that is gone), None if there is none; RunError otherwise."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return None
+    try:
+        prev = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: unreadable run record ({e}); pick another --run-name") from None
+    status = prev.get("status")
+    if status == "completed":
+        raise RunError(f"run directory {run_dir} already holds a completed run; pick another --run-name")
+    if prev.get("notebook") and Path(prev["notebook"]).name != notebook.name:
+        raise RunError(f"run directory {run_dir} holds a run of {Path(prev['notebook']).name}, not "
+                       f"{notebook.name}; pick another --run-name")
+    pid, host = prev.get("pid"), prev.get("host")
+    if status == "running" and host == socket.gethostname() and isinstance(pid, int) and _alive(pid):
+        raise RunError(f"run directory {run_dir} is being run now by pid {pid}; wait for it or stop it")
+    return prev
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     parameters: dict[str, Any] | None = None,
@@ -105,14 +138,19 @@ def run_notebook(
     runs_root: str | os.PathLike | None = None,
     kernel_name: str | None = None,
     progress: bool = True,
+    grace_s: float = 120.0,
 ) -> RunResult:
     """Execute `notebook` with papermill into <runs_root>/<run_name>/ and record run.json.
 
     Unknown parameter names are rejected before a kernel starts. The kernel's working
-    directory is the notebook's own folder, as in JupyterLab.
+    directory is the notebook's own folder, as in JupyterLab. A run name that holds an
+    interrupted or failed run continues it (its earlier records kept under "attempts");
+    a completed one is refused. SIGINT/SIGTERM: see ouro/runs/kernel.py.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
+
+    from ouro.runs.kernel import RunInterrupted, StopOnSignal, ipc_directory, kernel_environment
 
     notebook = Path(notebook).resolve()
     nb = load_notebook(notebook)
@@ -122,13 +160,23 @@ def run_notebook(
 
     run_name = run_name or default_run_name(notebook)
     run_dir = (Path(runs_root) if runs_root else runs_dir()) / run_name
-    if (run_dir / "run.json").exists():
-        raise RunError(f"run directory {run_dir} already holds a run; pick another --run-name")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prev = _previous_attempt(run_dir, notebook)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"run directory {run_dir}: cannot be created ({e.strerror or e})") from None
     if "out_dir" in defaults and "out_dir" not in params:
         params["out_dir"] = str(run_dir.resolve())
 
     executed = run_dir / f"{notebook.stem}.ipynb"
+    attempts: list[dict[str, Any]] = []
+    if prev is not None:  # the earlier attempt's record and executed notebook stay as evidence
+        attempts = [*prev.get("attempts", []), {k: prev.get(k) for k in (
+            "start_time", "end_time", "status", "error", "parameters", "executed_notebook", "argv")}]
+        if executed.exists():
+            kept = executed.with_name(f"{notebook.stem}.attempt{len(attempts)}.ipynb")
+            executed.rename(kept)
+            attempts[-1]["executed_notebook"] = kept.name
     record: dict[str, Any] = {
         "run_name": run_name,
         "notebook": str(notebook),
@@ -139,13 +187,18 @@ def run_notebook(
         "packages": package_versions(),
         "python": platform.python_version(),
         "host": socket.gethostname(),
+        "pid": os.getpid(),
         "argv": sys.argv,
         "start_time": _now(),
         "end_time": None,
         "status": "running",
         "error": None,
+        **({"attempts": attempts} if attempts else {}),
     }
-    write_json(run_dir / "run.json", record, sort_keys=False)
+    try:
+        write_json(run_dir / "run.json", record, sort_keys=False)
+    except OSError as e:
+        raise RunError(f"run directory {run_dir}: cannot be written ({e.strerror or e})") from None
     status = "failed"
     import logging
 
@@ -153,30 +206,38 @@ def run_notebook(
     # and warns "Passed unknown parameter"; the names and types were checked above already
     quiet = _DropMessage("Passed unknown parameter")
     logging.getLogger("papermill").addFilter(quiet)
+    stopper = StopOnSignal([], grace_s)
     try:
-        papermill.execute_notebook(
-            nb, str(executed), parameters=params, kernel_name=kernel_name or nb.metadata.kernelspec.get("name", "python3"),
-            cwd=str(notebook.parent), log_output=False,
-            # live output: the kernel's stdout/stderr (training's progress bar, prints) as it
-            # arrives, instead of papermill's per-cell bar sitting on the training cell
-            progress_bar=False, stdout_file=sys.stdout if progress else None,
-            stderr_file=sys.stderr if progress else None,
-        )
-        status = "completed"
+        with ipc_directory() as ipc, kernel_environment(), stopper:
+            papermill.execute_notebook(
+                nb, str(executed), parameters=params,
+                kernel_name=kernel_name or nb.metadata.kernelspec.get("name", "python3"),
+                cwd=str(notebook.parent), log_output=False,
+                # live output: the kernel's stdout/stderr (training's progress bar, prints) as it
+                # arrives, instead of papermill's per-cell bar sitting on the training cell
+                progress_bar=False, stdout_file=sys.stdout if progress else None,
+                stderr_file=sys.stderr if progress else None, **stopper.engine_kwargs(ipc),
+            )
+        status = "interrupted" if stopper.signum is not None else "completed"
     except PapermillExecutionError as e:
         first_line = next((ln for ln in e.source.splitlines() if ln.strip()), "")
         record["error"] = {
             "cell_index": e.cell_index, "execution_count": e.exec_count, "ename": e.ename,
             "evalue": e.evalue, "cell_first_line": first_line,
         }
-    except KeyboardInterrupt:
-        status = "interrupted"
-        record["error"] = {"ename": "KeyboardInterrupt", "evalue": ""}
-        raise
+        if stopper.signum is not None:  # the cell the signal reached raised KeyboardInterrupt
+            status = "interrupted"
+    except (RunInterrupted, KeyboardInterrupt) as e:
+        status = "interrupted"  # RunInterrupted: between cells; KeyboardInterrupt: forced
+        record["error"] = {"ename": type(e).__name__, "evalue": str(e)}
     except Exception as e:  # kernel death, missing kernel spec: still leave a record
         record["error"] = {"ename": type(e).__name__, "evalue": str(e)}
     finally:
         logging.getLogger("papermill").removeFilter(quiet)
+        if stopper.signum is not None:
+            record["signal"] = signal.Signals(stopper.signum).name
+            record["interrupted_cell"] = stopper.cell_index
+            status = "interrupted"
         record.update(status=status, end_time=_now())
         write_json(run_dir / "run.json", record, sort_keys=False)
     return RunResult(run_dir=run_dir, executed=executed, status=status, record=record)
@@ -206,12 +267,24 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's, else python3)")
     p.add_argument("--no-progress", action="store_true",
                    help="do not stream the kernel's output (progress bars, prints) while it runs")
+    p.add_argument("--stop-grace", type=float, default=120.0, metavar="SECONDS",
+                   help="after Ctrl-C/SIGTERM, how long the running cell may take to finish "
+                        "(train() saves its step) before the kernel is stopped (default: 120)")
     args = p.parse_args(argv)
     declared = notebook_parameter_types(load_notebook(args.notebook))
     # a parameter declared str keeps the text as typed (`-p tag 2024` is "2024", not 2024)
     params = {name: value if declared.get(name) is str else parse_value(value) for name, value in args.parameter}
     result = run_notebook(args.notebook, params, run_name=args.run_name, runs_root=args.runs_root,
-                          kernel_name=args.kernel, progress=not args.no_progress)  # RunError: exit 2
+                          kernel_name=args.kernel, progress=not args.no_progress,
+                          grace_s=args.stop_grace)  # RunError: exit 2
+    if result.status == "interrupted":
+        sig = result.record.get("signal", "SIGINT")
+        forced = (result.record.get("error") or {}).get("ename") == "KeyboardInterrupt"
+        print(f"ouro run: {'stopped' if forced else 'interrupted'} by {sig} in cell "
+              f"{result.record.get('interrupted_cell')} "
+              f"({'the kernel was stopped at once' if forced else 'the cell finished; a running train() saved its step'}); "
+              f"rerun the same command to resume -> {result.run_dir}", file=sys.stderr)
+        return 128 + int(getattr(signal.Signals, sig, signal.SIGINT))
     if result.status != "completed":
         print(_describe_failure(result), file=sys.stderr)
         return 1

@@ -130,7 +130,7 @@ class TextEncoder:
         batch_size: texts per forward call, as packed rows: batch_size // 8 rows of 128
         tokens (64 -> 1024 tokens, ~160 ImageNet names).
         """
-        from tqdm.auto import tqdm
+        from ouro.progress import progress_bar as tqdm
 
         from ouro.text.packing import pack
 

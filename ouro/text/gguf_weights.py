@@ -75,7 +75,7 @@ def read_vocab(reader) -> tuple[list[str], np.ndarray, np.ndarray]:
 def gguf_to_params(reader, cfg: GemmaConfig, *, progress: bool = True) -> dict[str, np.ndarray]:
     """Dequantised float32 parameters keyed by model path (see module docstring)."""
     from gguf.quants import dequantize
-    from tqdm.auto import tqdm
+    from ouro.progress import progress_bar as tqdm
 
     tensors = {t.name: t for t in reader.tensors}
 

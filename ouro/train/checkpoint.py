@@ -19,6 +19,8 @@ damaged checkpoint (moved aside as `<step>.corrupt-<time>`, never deleted) and r
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import sys
 import time
@@ -30,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ouro.errors import UserError
-from ouro.train import ckpt_verify
+from ouro.train import ckpt_verify, orbax_log
 
 
 class CheckpointSaveError(UserError):
@@ -79,7 +81,8 @@ def epoch_keep_interval(steps_per_epoch: int, keep_every_steps: int) -> int:
 class Checkpointer:
     """Thin wrapper over ocp.CheckpointManager for our (state, meta) pair."""
 
-    def __init__(self, directory: str | Path, *, keep: int = 3, keep_every: int | None = None):
+    def __init__(self, directory: str | Path, *, keep: int = 3, keep_every: int | None = None,
+                 clean_partial: bool = False):
         if str(directory).startswith("gs://"):  # cloud storage: Orbax takes an epath
             from etils import epath
 
@@ -90,10 +93,14 @@ class Checkpointer:
         self.primary = jax.process_index() == 0
         self.warnings: list[str] = []  # fallbacks taken by restore_latest, for metrics.json
         self._pending: int | None = None  # step of the save in flight, not yet confirmed
+        self.confirmed: int | None = None  # newest step known whole (saved+confirmed, or restored)
+        orbax_log.install()  # a failed save: one line here, Orbax's tracebacks in a log file
         # No Orbax preservation policy: Orbax would prune older steps even when the new
         # save failed; we prune in _confirm, once the new step is known to be whole.
         self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(create=True),
+            # clean_partial: the run's writer (it holds the run lock) deletes unfinished saves
+            # a crash or a full disk left behind; a reader must not (it may be in flight)
+            self.directory, options=ocp.CheckpointManagerOptions(create=True, cleanup_tmp_directories=clean_partial),
             item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
 
     def latest_step(self) -> int | None:
@@ -135,12 +142,15 @@ class Checkpointer:
         if not path.exists():  # Orbax logs a failed async commit but does not raise it
             self.manager.reload()
             raise self._save_failed(step, "the save did not complete")
+        self.confirmed = step
         if self.primary:
             try:
                 ckpt_verify.record(path)
             except OSError as e:
                 raise self._save_failed(step, e) from e
-            self._prune()
+        # every process: Orbax deletes on the primary only but ends each delete in a cross-host
+        # barrier; a primary pruning alone waits there until jax.distributed's shutdown fails
+        self._prune()
 
     def _prune(self) -> None:
         steps = sorted(self.manager.all_steps())
@@ -157,9 +167,23 @@ class Checkpointer:
             f"{type(error).__name__}: {_one_line(error)}"
         prev = [s for s in self.all_steps() if s != step]
         kept = f"step {max(prev)} is intact" if prev else "no earlier checkpoint exists"
+        self._remove_partial(step)
+        log = orbax_log.dump(self.directory)
         return CheckpointSaveError(
             f"checkpoint save of step {step} to {self.directory} failed: {cause}; {kept}. "
-            f"Fix the cause (free space, permissions) and rerun to resume.")
+            f"Fix the cause (free space, permissions) and rerun to resume."
+            + (f" (Orbax's errors: {log})" if log else ""))
+
+    def _remove_partial(self, step: int | None) -> None:
+        """Delete the failed save's temporary directory: on a full disk it holds the space
+        (Orbax leaves `<step>.orbax-checkpoint-tmp*` behind). A late Orbax thread may
+        still make empty directories there; the next writer (`clean_partial`) removes them."""
+        with contextlib.suppress(Exception):
+            self.manager.wait_until_finished()
+        if step is None or not self.primary or not isinstance(self.directory, Path):
+            return
+        for tmp in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def restore(self, abstract_state: dict, shardings: dict, step: int | None = None) -> tuple[dict, dict]:
         """Restore into the given shardings; returns (state, meta)."""
@@ -194,6 +218,7 @@ class Checkpointer:
                 state, meta = self.restore(abstract_state, shardings, step)
                 if not isinstance(meta, dict) or "data" not in meta:
                     raise ckpt_verify.CorruptCheckpoint(f"meta has no data position: {meta!r:.80}")
+                self.confirmed = step
                 return state, meta, step
             except CheckpointMismatch:
                 raise
@@ -202,6 +227,10 @@ class Checkpointer:
                 aside = path.with_name(f"{step}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
                 if self.primary:
                     path.rename(aside)
+                if jax.process_count() > 1:  # on gs:// the move is many copies: no host reloads before it ends
+                    from jax.experimental import multihost_utils
+
+                    multihost_utils.sync_global_devices(f"ouro-fallback-{step}")
                 self.manager.reload()
                 self._warn(f"checkpoint step {step} at {path} does not restore "
                            f"({type(e).__name__}: {_one_line(e)}); moved aside to {aside.name}, "
@@ -210,6 +239,36 @@ class Checkpointer:
             self._warn(f"no checkpoint under {self.directory} restores: starting from scratch")
         return None
 
+    def restore_for_reading(self, abstract_state: dict, shardings: dict, step: int | None = None
+                            ) -> tuple[dict, dict, int]:
+        """(state, meta, step) for a reader (`ouro sample`, sweeps): the given step, or the
+        newest that restores, each damaged newer one reported by step and path (a named
+        warning, as a resume gives) but left in place: the run's writer decides what to move.
+        Raises UserError naming the steps there are when nothing (or `step`) restores."""
+        steps = sorted(self.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        if step is not None and step not in steps:
+            raise FileNotFoundError(f"no checkpoint step {step} under {self.directory} "
+                                    f"(there are: {', '.join(map(str, steps)) or 'none'})")
+        failed = []
+        for s in [step] if step is not None else steps:
+            try:
+                state, meta = self.restore(abstract_state, shardings, s)
+                return state, meta, s
+            except CheckpointMismatch:
+                raise
+            except Exception as e:  # noqa: BLE001 - whatever broke, an older one may be fine
+                failed.append(s)
+                self._warn(f"checkpoint step {s} at {self.directory / str(s)} does not restore "
+                           f"({type(e).__name__}: {_one_line(e)})"
+                           + ("" if step is not None else "; trying the next older one"))
+        others = [s for s in steps if s not in failed]
+        raise ckpt_verify.CorruptCheckpoint(
+            f"checkpoint step {step} under {self.directory} does not restore; other steps: "
+            f"{', '.join(map(str, others)) or 'none'} (choose one with --step)" if step is not None else
+            f"no checkpoint under {self.directory} restores (steps {', '.join(map(str, failed)) or 'none'})")
+
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         print(f"WARNING: {message}", file=sys.stderr, flush=True)
@@ -217,6 +276,8 @@ class Checkpointer:
     def close(self) -> None:
         self.wait()
         self.manager.close()
+        if orbax_log.pending():  # errors Orbax logged without a save failing: say where they are
+            self._warn(f"Orbax logged errors during this run: {orbax_log.dump(self.directory)}")
 
 
 def _mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str:

@@ -8,7 +8,10 @@ by the tensorstore reader. Cost: one read of the checkpoint per save and per res
 (~1 GB/s for CRC32 from the page cache: seconds for xut-small's ~4 GB, every ckpt_every
 steps). Checkpoints without a record (older ones, or a crash between Orbax's commit and
 the record) are restored unchecked: Orbax's commit rename already says they are complete.
-Cloud directories (gs://) are not read back: they rely on Orbax's commit marker alone.
+Object stores (gs://): the record lists each object's size and the MD5 the store computed
+on upload, and `check` compares them against one listing of the step (no object is read:
+a deleted, truncated or rewritten object differs in presence, size or hash); Orbax's
+commit marker (commit_success.txt) says the save completed.
 """
 
 from __future__ import annotations
@@ -35,6 +38,49 @@ def _local(path: Any) -> bool:
     return isinstance(path, Path)
 
 
+def _url(path: Any) -> str | None:
+    """A gs:// step directory (Orbax's epath, or a string) as a URL; None if local."""
+    return str(path).rstrip("/") if "://" in str(path) else None
+
+
+def _object_hash(info: dict) -> str:
+    return str(info.get("md5Hash") or info.get("crc32c") or "")
+
+
+def _record_url(url: str) -> None:
+    from ouro.data import storage
+
+    files = {rel: [int(info["size"]), _object_hash(info)] for rel, info in storage.walk_files(url).items()
+             if rel != RECORD}
+    write_json(f"{url}/{RECORD}", {"files": files, "hash": "md5"})
+
+
+def _check_url(url: str) -> None:
+    from ouro.data import storage
+
+    listing = storage.walk_files(url)
+    if not listing:
+        raise CorruptCheckpoint(f"{url} is missing")
+    if RECORD in listing:
+        try:
+            files = json.loads(storage.read_bytes(f"{url}/{RECORD}"))["files"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptCheckpoint(f"{url}/{RECORD}: unreadable ({e})") from None
+        for rel, (size, digest) in files.items():
+            info = listing.get(rel)
+            if info is None:
+                raise CorruptCheckpoint(f"{url}/{rel} is missing")
+            if int(info["size"]) != size:
+                raise CorruptCheckpoint(f"{url}/{rel} has {info['size']} bytes, {size} were written")
+            if _object_hash(info) != digest:
+                raise CorruptCheckpoint(f"{url}/{rel} is altered (its hash differs from the one written)")
+    if "meta/metadata" in listing:
+        try:
+            json.loads(storage.read_bytes(f"{url}/meta/metadata"))
+        except ValueError as e:
+            raise CorruptCheckpoint(f"{url}/meta/metadata is not JSON ({e})") from None
+
+
 def _crc(path: Path) -> int:
     crc = 0
     with open(path, "rb") as f:
@@ -49,6 +95,8 @@ def _files(step_dir: Path) -> dict[str, Path]:
 
 
 def record(step_dir: Any) -> None:
+    if _url(step_dir):
+        return _record_url(_url(step_dir))
     if not _local(step_dir):
         return
     files = {rel: [p.stat().st_size, _crc(p)] for rel, p in _files(step_dir).items()}
@@ -57,6 +105,8 @@ def record(step_dir: Any) -> None:
 
 def check(step_dir: Any) -> None:
     """Raise CorruptCheckpoint naming the first damaged file; a no-op without a record."""
+    if _url(step_dir):
+        return _check_url(_url(step_dir))
     if not _local(step_dir):
         return
     if not step_dir.is_dir():
@@ -85,6 +135,16 @@ def check(step_dir: Any) -> None:
 
 def write_probe(directory: Any) -> str:
     """Why can't we write here? Tries a small file and returns the OS error, if any."""
+    if _url(directory):
+        from ouro.data import storage
+
+        probe = f"{_url(directory)}/.ouro-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        try:
+            storage.put_bytes(probe, b"\0" * 1024)
+            storage.remove(probe)
+        except Exception as e:  # noqa: BLE001 - whatever the store says is the cause
+            return f"OSError: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        return "the save did not complete, though a test write succeeded (see the Orbax log above)"
     if not _local(directory):
         return "the save did not complete (see the Orbax log above)"
     probe = Path(directory) / f".ouro-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -1,11 +1,15 @@
 """`ouro train [--preset NAME] key=value ...`: train (or resume) a run into its out_dir.
 
 Examples:
+    ouro train data.path=data/px32                       # your dataset (ouro data from-images): preset own-data
     ouro train --preset digits steps=2000 out_dir=outputs/digits-2k
     ouro train --preset xut-small-256 data.path=gs://bucket/latents mesh.fsdp=4
     ouro train --preset digits lr=0.3 --print-config     # resolved config as JSON, no training
 Rerunning the same command resumes from the latest checkpoint in out_dir. Bad keys or
-values are rejected before anything compiles.
+values are rejected before anything compiles. With data.path=DIR the dataset's index.json
+decides image size, channels, text width and autoencoder (a contradicting key is an error),
+and without --preset the small own-data model trains on it. A preset's warm-up longer than
+a short run (steps=10) becomes steps // 10.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from ouro.train.fit_data import OWN_DATA
 
 
 def _preset_of(argv: list[str]) -> str:
@@ -22,7 +28,7 @@ def _preset_of(argv: list[str]) -> str:
             return argv[i + 1]
         if a.startswith("--preset="):
             return a.split("=", 1)[1]
-    return "digits"
+    return OWN_DATA if any(a.startswith("data.path=") for a in argv) else "digits"
 
 
 def parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -42,8 +48,10 @@ def main(argv: list[str]) -> int:
     from ouro.train.config import PRESETS
 
     p = parser(argv)
-    p.add_argument("--preset", default="digits", choices=sorted(PRESETS),
-                   help="starting configuration (default: digits)")
+    # no argparse `choices`: a misspelt preset is one line with a suggestion, not a usage block
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"starting configuration (default: digits; {OWN_DATA} when data.path is given): "
+                        f"{', '.join(PRESETS)}")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (preset + overrides) as JSON and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.dim=64")
@@ -51,8 +59,11 @@ def main(argv: list[str]) -> int:
 
     from ouro.config import override, to_dict
     from ouro.train.config import preset_config, validate
+    from ouro.train.fit_data import explicit_keys, fit_to_dataset
 
-    cfg = override(preset_config(args.preset), args.overrides)  # ConfigError: one line, exit 2
+    preset = args.preset or _preset_of(args.overrides)
+    cfg = override(preset_config(preset), args.overrides)  # ConfigError: one line, exit 2
+    cfg = fit_to_dataset(cfg, explicit_keys(args.overrides), preset=preset)  # reads data.path's index.json
     validate(cfg)  # the device-independent checks, before JAX starts
     if args.print_config:
         json.dump(to_dict(cfg), sys.stdout, indent=2, default=str)

@@ -15,9 +15,11 @@ import dataclasses
 from typing import Any, Literal
 
 from ouro.config import ConfigError, checked
+from ouro.flow.timesteps import FlowConfig
 
 
-@checked(image_size=">0", channels=">0", ctx_dim=">0", groups=">=1", workers=">=0", prefetch=">=0")
+@checked(image_size=">0", channels=">0", ctx_dim=">0", groups=">=1", workers=">=0", prefetch=">=0",
+         holdout=">=0")
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     kind: Literal["digits", "sharded"] = "digits"  # digits ship with scikit-learn: no download
@@ -27,6 +29,8 @@ class DataConfig:
     channels: int = 1  # digits are grey; SDXL latents have 4
     ctx_dim: int = 640  # Gemma-3 270M hidden size
     autoencoder: str = ""  # AutoencoderKL dir the latents came from ("" = pixel space); sampling decodes with it
+    space: Literal["pixels", "latents"] = "pixels"  # what x is (from index.json): latents are never written as PNGs raw
+    holdout: int = 0  # sharded: the last N rows are not trained on; their captions are the sample prompts
     mode: Literal["auto", "preload", "stream"] = "auto"  # sharded: RAM preload if the host's share fits
     groups: int = 1  # sharded: row groups; hosts dividing it preload only their 1/P (ouro/data/pipeline.py)
     workers: int = 4  # sharded streaming: reader threads (I/O releases the GIL)
@@ -44,13 +48,14 @@ class MeshConfig:
             raise ConfigError(f"data={self.data!r}: must be -1 (all devices) or >= 1", key="data")
 
 
-@checked(steps=">0", cfg_scale=">=0", per_class=">0")
+@checked(steps=">0", cfg_scale=">=0", per_class=">0", prompts=">0")
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
     steps: int = 32  # HDM samples with 16-32 Euler steps
     method: Literal["euler", "heun"] = "euler"  # Euler is the reference sampler
     cfg_scale: float = 3.0  # HDM default guidance
-    per_class: int = 10  # 10 x 10 labelled grid for the digits
+    per_class: int = 10  # 10 x 10 labelled grid for the digits; samples per prompt on own data
+    prompts: int = 8  # own data: rows of the grid = this many held-out captions (data.holdout)
     seed: int = 1234  # fixed noise: grids comparable across checkpoints
 
 
@@ -67,7 +72,8 @@ def _model_preset(text: str, key: str) -> Any:
 @checked(steps=">0", batch_size=">0", lr=">0", warmup_steps=">=0", min_lr_ratio="[0,1]",
          weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
          cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
-         keep_every_steps=">=0", microbatches=">0", stop_check_every=">0")
+         keep_every_steps=">=0", microbatches=">0", stop_check_every=">0", sample_every=">=0",
+         host_timeout_s=">0")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     # any registered family's config (ouro/model/registry.py); `model=dit-debug` picks a preset
@@ -91,20 +97,23 @@ class TrainConfig:
     clip_norm: float = 1.0  # global-norm clipping (HDM, Ouroboros)
     ema_decay: float = 0.999  # EMA of weights, used for sampling
     microbatches: int = 1  # gradient accumulation: the global batch runs in k slices per step
-    cfg_dropout: float = 0.1  # P(context -> zero vector): trains the unconditional branch
+    cfg_dropout: float = 0.1  # P(condition -> the model's null condition): trains the unconditional branch
     tread_rate: float = 0.5  # TREAD: fraction of image tokens routed around the XUT core
-    t_schedule: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 / HDM
+    flow: FlowConfig = FlowConfig()  # t distribution, timestep shift, loss weighting (ouro/flow/timesteps.py)
     log_every: int = 50  # host sync + CSV row every N steps (not every step)
     ckpt_every: int = 500  # Orbax checkpoint every N steps (+ at the end)
     keep_ckpts: int = 3  # keep the last K step checkpoints (+ the permanent epoch-end ones below)
     keep_every_steps: int = 10_000  # epoch ends kept for good at most this often (Ouroboros: 10k-step epochs); 0: every epoch
     stop_check_every: int = 10  # hosts agree on a stop every N steps: a tiny all-gather + host sync; preemption leaves ~30 s
+    host_timeout_s: float = 60.0  # a pod host silent this long is lost: the others stop with one line naming it (ouro/train/host_watch.py), below jax.distributed's own 100 s
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network; WANDB_MODE wins
     tensorboard: bool = True  # event files in out_dir/tensorboard (`tensorboard --logdir outputs/`)
     progress: bool = True  # tqdm bar
-    eval_samples: bool = True  # sample a grid + score it at the end (digits)
+    eval_samples: bool = True  # sample a grid from the EMA weights at the end (-> samples.png); scored on digits
+    sample_every: int = 0  # also every N steps (train_samples/step_N_grid.png, TensorBoard/W&B); 0 = only at the end
+    init_from: str = ""  # a run directory: start from its EMA weights (fine-tuning); fresh optimizer, step 0
 
 
 def _digits_model(**overrides: Any) -> Any:
@@ -189,6 +198,19 @@ def _latents_smoke(**kw: Any) -> TrainConfig:
                        mesh=MeshConfig(data=1), **kw)
 
 
+def _own_data(**kw: Any) -> TrainConfig:
+    # `ouro train data.path=DIR`: a laptop-sized XUT (the digits model) for a dataset of your
+    # own; image size, channels and text width come from DIR's index.json (ouro.train.fit_data),
+    # and the patch makes the image 8x8 = 64 tokens. 2.0 M parameters; at 32 px a step took
+    # ~0.6 CPU-seconds on our 2-core machine (1,000 steps: minutes, not hours).
+    return TrainConfig(model=_digits_model(in_channels=3), data=DataConfig(kind="sharded", image_size=32,
+                                                                         channels=3, holdout=8),
+                       name="own-data", out_dir="outputs/own-data", steps=1000, batch_size=64,
+                       warmup_steps=50, log_every=50, ckpt_every=250, sample_every=250,
+                       sample=SampleConfig(per_class=4, prompts=8),
+                       mesh=MeshConfig(data=1), **kw)  # one device (a laptop's); mesh.data=-1 for all
+
+
 PRESETS = {
     "digits": _digits,  # `make demo`: a small XUT on 16x16 digits, a few minutes on 2 cores
     "digits-smoke": _digits_smoke,  # seconds: tests and notebook smoke runs
@@ -197,6 +219,7 @@ PRESETS = {
     **{f"digits-{fam}": (lambda fam=fam: _family_digits(fam, False)) for fam in _FAMILY_DIGITS},
     **{f"digits-smoke-{fam}": (lambda fam=fam: _family_digits(fam, True)) for fam in _FAMILY_SMOKE},
     "latents-smoke": _latents_smoke,  # seconds: sharded data.path=DIR of 8x8x4 latents (tests)
+    "own-data": _own_data,  # `ouro train data.path=DIR` (no --preset): your dataset on a laptop
     "xut-base-256": lambda: _latents("xut-base", 32),  # the next size up, same recipe
 }
 
@@ -204,7 +227,11 @@ PRESETS = {
 def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
     """A preset with TrainConfig fields replaced, e.g. preset_config("digits", steps=300)."""
     if preset not in PRESETS:
-        raise ConfigError(f"unknown training preset {preset!r}; known: {', '.join(PRESETS)}")
+        from ouro.config import suggest
+
+        hint = suggest(preset, PRESETS)
+        raise ConfigError(f"unknown training preset {preset!r}; "
+                          + (hint if hint.startswith("did") else f"known: {', '.join(PRESETS)}"))
     cfg = PRESETS[preset]()
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
@@ -225,6 +252,9 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
            f"{cfg.microbatches} must be >= 1 and divide batch_size={cfg.batch_size}")
     _check(cfg.data.kind != "sharded" or bool(cfg.data.path), "data.path",
            "required when data.kind='sharded'")
+    _check(cfg.data.kind == "sharded" or not cfg.data.path, "data.path",
+           f"{cfg.data.path!r} is only read with data.kind=sharded (data.kind={cfg.data.kind!r} would train "
+           f"on the embedded digits); drop data.kind or data.path")
     _check(cfg.data.groups >= 1 and cfg.batch_size % cfg.data.groups == 0, "data.groups",
            f"{cfg.data.groups} must be >= 1 and divide batch_size={cfg.batch_size}")
     _check(cfg.data.workers >= 0 and cfg.data.prefetch >= 0, "data.workers",
@@ -281,7 +311,10 @@ def from_dict(d: dict, model_cls: type | None = None, *, family: str | None = No
     # runs before the model config decided the compute dtype carried an unread train-level
     # "dtype" (their model computed in model.dtype): dropping it restores what really ran
     d.pop("dtype", None)
-    nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig}
+    if "t_schedule" in d:  # runs before FlowConfig named their t distribution at the top level
+        d.setdefault("flow", {"t_dist": d["t_schedule"]})
+        d.pop("t_schedule")
+    nested = {"data": DataConfig, "mesh": MeshConfig, "sample": SampleConfig, "flow": FlowConfig}
     for key, cls in nested.items():
         if key in d:
             d[key] = _build(cls, d[key])

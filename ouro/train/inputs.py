@@ -36,8 +36,8 @@ def make_input(cfg: Any) -> tuple[Loader, dict[str, Any]]:
                             workers=d.workers, prefetch=d.prefetch,
                             latent_shape=(d.image_size, d.image_size, d.channels), embed_dim=d.ctx_dim,
                             process_index=pid, process_count=pcount, progress=cfg.progress,
-                            condition=condition, model=model)
-        info = {"kind": "sharded", "train_size": it.size}
+                            condition=condition, model=model, holdout=d.holdout)
+        info = {"kind": "sharded", "train_size": it.size, "index": it.source.index}
         if condition == "ctx_tokens":  # FLOPs count T text tokens; sampling encodes prompts alike
             index = it.source.index
             info["ctx_len"] = index.fields["ctx_tokens"].shape[0]

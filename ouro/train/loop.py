@@ -3,7 +3,8 @@
 Phases: validate -> lock the run dir -> mesh -> input -> model/optimizer/shardings
 (eval_shape first) -> restore (falling back past damaged checkpoints) or init -> loop
 (jitted donated step; host sync only every log_every steps) -> checkpoint (every
-ckpt_every, at the end, on SIGTERM/SIGINT) -> sample + score (digits).
+ckpt_every, at the end, on SIGTERM/SIGINT) -> sample grids (every sample_every steps and at
+the end, ouro/train/previews.py; scored on digits).
 
 SIGTERM/SIGINT are caught for the whole call (the final save and its wait included).
 loss.csv rows fall only on scheduled steps (log_every, checkpoint and epoch boundaries, the
@@ -25,20 +26,27 @@ from ouro import sharding as shd
 from ouro.config import to_dict
 from ouro.model.registry import family_of
 from ouro.plan.peaks import job_peak
+from ouro.errors import UserError
 from ouro.provenance import git_commit
 from ouro.runs.status import COMPLETED, INTERRUPTED
 from ouro.fileio import write_json
 from ouro.train.checkpoint import Checkpointer, StopFlag, epoch_keep_interval
 from ouro.train.config import validate
+from ouro.train.fit_data import fit_to_dataset
+from ouro.train.previews import Previews, dataset_record
+from ouro.train import identity
 from ouro.train.inputs import make_input
+from ouro.train.host_watch import HostWatch, agreed
 from ouro.train.metrics import CSVLog, Sinks
-from ouro.train.runlock import RunLock
+from ouro.train.run_record import RunRecord
+from ouro.train.runlock import lock_for
 from ouro.train.optim import lr_rules, reference_lr
 from ouro.train.step import NEVER, ModelFactory, build_trainer, read_and_reset_acc
 
 
-class NonFiniteLoss(FloatingPointError):
-    """Raised when the loss or gradient norm became NaN/Inf; names the step."""
+class NonFiniteLoss(UserError, FloatingPointError):
+    """Raised when the loss or gradient norm became NaN/Inf; names the step and the last good
+    checkpoint. A UserError: the fix is the user's (lr, data), so the CLI prints one line."""
 
 
 def model_train_flops(model_cfg: Any, cfg: Any, ctx_len: int = 1) -> float:
@@ -59,54 +67,92 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     `stop_after`: behave as if preempted once global_step reaches it (save, return) - for
     tests and time-boxed notebook runs; a rerun resumes from there.
     """
+    cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
     validate(cfg, jax.device_count())
-    writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir and "://" not in cfg.ckpt_dir else [])
-    with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(StopFlag())
-        for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
-            stack.enter_context(RunLock(directory, enabled=jax.process_index() == 0))
-        return _train(cfg, make_model, stop_after, stop)
+    from ouro.data.storage import check_reachable, is_url
+
+    check_reachable(cfg.out_dir, cfg.ckpt_dir, cfg.data.path)  # gs://: one line naming the URL, before compiling
+    writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir else [])
+    created = [Path(d) for d in writes if not is_url(d) and not Path(d).exists()]
+    try:
+        with contextlib.ExitStack() as stack:
+            stop = stack.enter_context(StopFlag())
+            stack.enter_context(HostWatch(cfg.host_timeout_s))  # a lost pod host: one line, no hang
+            with agreed("run-lock"):  # a refusal on process 0 stops every host at once
+                for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
+                    stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0))
+            return _train(cfg, make_model, stop_after, stop)
+    except BaseException:
+        for directory in created:  # a run refused in set-up leaves no empty run directory
+            _remove_if_unused(directory)
+        raise
+
+
+def _remove_if_unused(directory: Path) -> None:
+    """Delete a directory this call created if it holds nothing but the run lock (and empty
+    folders): a run that failed before writing anything."""
+    with contextlib.suppress(OSError):
+        files = [p for p in directory.rglob("*") if not p.is_dir()]
+        if all(p.name == "run.lock" for p in files):
+            import shutil
+
+            shutil.rmtree(directory)
 
 
 def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
            stop: StopFlag) -> dict[str, Any]:
     t_start = time.time()
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
+    # gs:// out_dir: the record is staged locally and synced as whole objects (run_record.py)
+    record = RunRecord(cfg.out_dir, primary=is_main)
+    out = record.local
+    # a resume keeps the run's config, but for keys that cannot change its meaning
+    previous = identity.previous_config(out)
+    if not identity.has_checkpoints(cfg.ckpt_dir or record.child("checkpoints")):
+        previous = None  # nothing to resume: a fresh start may use any config
+    changes = identity.resume_changes(previous, to_dict(cfg), out)
 
     # -- mesh, input, model ------------------------------------------------------------
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.fsdp)
     data, info = make_input(cfg)
     trainer = build_trainer(cfg, mesh, make_model)
     dim = int(getattr(cfg.model, "dim", 1) or 1)
-    config_json = {"train": to_dict(cfg), "model_class": type(cfg.model).__name__,
+    dataset = dataset_record(cfg, info)  # what progress bar, run records and report call the data
+    config_json = {"train": to_dict(cfg), "dataset": dataset, "model_class": type(cfg.model).__name__,
                    "model_family": family_of(cfg.model).name,  # from_dict rebuilds its config
                    "context_source": info.get("context_source"),
                    # per-token text: T and the encoder settings `ouro sample` encodes prompts with
                    "text_tokens": info.get("text_tokens"),
                    "lr_rule_counts": lr_rules(trainer.abstract_state["params"], dim)["counts"]}
-    if is_main:
-        write_json(out / "config.json", config_json)
 
     # -- restore or init ---------------------------------------------------------------
     keep_every = epoch_keep_interval(data.steps_per_epoch, cfg.keep_every_steps)  # permanent epoch ends
-    ckpt = Checkpointer(cfg.ckpt_dir or out / "checkpoints", keep=cfg.keep_ckpts,
-                        keep_every=keep_every)
+    ckpt = Checkpointer(cfg.ckpt_dir or record.child("checkpoints"), keep=cfg.keep_ckpts,
+                        keep_every=keep_every, clean_partial=True)
+    HostWatch.current_checkpoints = ckpt  # a lost host's message names its confirmed step
     restored = ckpt.restore_latest(trainer.abstract_state, trainer.state_shardings)
     resumed_from = None if restored is None else restored[2]
     if restored is not None:
         state, meta, _ = restored
         data.restore(meta["data"])
     else:
-        state = trainer.make_state()
+        from ouro.train.init_from import initial_state
+
+        state, init_from = initial_state(cfg, trainer)  # init_from=RUN: its EMA weights, step 0
+        if init_from and is_main:
+            write_json(out / "init_from.json", init_from)
     step = int(jax.device_get(state["step"]))
+    config_json = identity.with_history(config_json, previous, resumed_from, changes)
+    if is_main:  # the config this call trains with, and every change accepted on resume
+        write_json(out / "config.json", config_json)
     csv_log = CSVLog(out / "loss.csv", resume_step=step) if is_main else None
     sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
+    previews = Previews(cfg, info, out, is_main=is_main)  # sample grids from the EMA weights
     flops_img = model_train_flops(cfg.model, cfg, info.get("ctx_len", 1))
     steps_per_epoch = data.steps_per_epoch
 
     def save(step: int) -> None:
+        record.sync()  # loss.csv on gs:// holds every row up to `step` before its checkpoint exists
         ckpt.save(step, state, {"data": data.state(), "step": step,
                                 "epoch": step // steps_per_epoch, "name": cfg.name})
 
@@ -141,6 +187,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
                "mfu": f"{ips * flops_img / peak:.4g}" if peak else "", "timestamp": f"{stamp:.3f}"}
         if csv_log is not None:
             csv_log.write(row)
+            record.maybe_sync()
             sinks.log({"loss": m["loss"], "lr": reference_lr(cfg, step - 1, dim), "grad_norm": m["grad_norm"],
                        "images_per_s": ips, "model_flops_per_s": ips * flops_img,
                        **({"mfu": ips * flops_img / peak} if peak else {}),
@@ -152,9 +199,10 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     stopped_by = None
     bar = None
     if cfg.progress and is_main:
-        from tqdm.auto import tqdm
+        from ouro.progress import progress_bar
 
-        bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, unit="step")
+        desc = cfg.name if dataset["name"] == cfg.name else f"{cfg.name} ({dataset['name']})"
+        bar = progress_bar(total=cfg.steps, initial=step, desc=desc, unit="step")
     t_window, window_start = time.perf_counter(), step
     first_step = step
     while step < cfg.steps:
@@ -182,6 +230,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
             stop_if_diverged(step, None if first_bad == NEVER else first_bad)
         if scheduled or preempt:
             save(step)
+        if cfg.sample_every and step % cfg.sample_every == 0 and not preempt:
+            previews(trainer, state, step, sinks)
         if preempt:
             stopped_by = (f"signal {stop.signal}" if stop else "another host's stop signal"
                           if stop.by_peer else f"stop_after={stop_after}")
@@ -199,12 +249,12 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         if rows:
             last = {**last, "loss": rows[-1]["loss"]}
     summary: dict[str, Any] = {
-        "name": cfg.name, "out_dir": str(out), "global_step": step, "steps": cfg.steps,
+        "name": cfg.name, "out_dir": record.out_dir, "global_step": step, "steps": cfg.steps,
         "finished": step >= cfg.steps, "stopped_by": stopped_by, "resumed_from": resumed_from,
         "final_loss": last["loss"], "loss_t_bins": last["loss_t_bins"],
         "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
         "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
-        "wall_s": time.time() - t_start, "context_source": info.get("context_source"),
+        "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
         "git": git_commit(),  # provenance for `ouro report`
     }
     # the vocabulary run.json and the report share (ouro/runs/status.py)
@@ -224,7 +274,11 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     if summary["finished"] and cfg.eval_samples and info["kind"] == "digits" and not stop:
         from ouro.train.sample import evaluate_run
 
-        summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)
+        summary["eval"] = evaluate_run(cfg, trainer, state, info["digits"], out)  # scored grid
+    elif summary["finished"] and cfg.eval_samples and not stop and previews.done_step != step:
+        previews(trainer, state, step, sinks)  # own data: held-out captions
+    if previews.warnings:
+        summary["warnings"] = [*summary.get("warnings", []), *previews.warnings]
     ckpt.close()
     if sinks is not None:
         if "eval" in summary:
@@ -233,4 +287,5 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         sinks.finish()
     if is_main:
         write_json(out / "metrics.json", summary)
+        record.sync()
     return summary

@@ -15,7 +15,8 @@ from ouro.fileio import atomic_path
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) in [-1, 1] -> uint8 RGB (C = 3) or greyscale (C = 1, shown dark on light)."""
+    """(H, W, C) in [-1, 1] -> uint8 RGB (C = 3; more channels: the first three) or greyscale (C = 1,
+    -1 black as in the data: the digits are light strokes on black)."""
     x = np.clip((np.asarray(image, np.float32) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
     return x[..., 0] if x.shape[-1] == 1 else x[..., :3]
 

@@ -33,6 +33,10 @@ class RunLocked(UserError):
     """Another live process is writing this run directory."""
 
 
+class RunDirUnwritable(UserError):
+    """The run directory cannot be created or written (read-only disk, permissions)."""
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -59,8 +63,12 @@ class RunLock:
     def acquire(self) -> None:
         if not self.enabled or self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # the first write of a run: a read-only or missing disk is named here, once
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirUnwritable(f"{self.path.parent}: the run directory cannot be written "
+                                   f"({e.strerror or e}); choose a writable out_dir/ckpt_dir") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -102,3 +110,13 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def lock_for(directory: str | os.PathLike, *, enabled: bool = True) -> Any:
+    """The run lock for a directory: flock on a local path, a conditional object on gs://
+    (ouro/train/gcs_lock.py)."""
+    if "://" in str(directory) and not str(directory).startswith("file://"):
+        from ouro.train.gcs_lock import GcsRunLock
+
+        return GcsRunLock(str(directory), enabled=enabled)
+    return RunLock(directory, enabled=enabled)

@@ -1,16 +1,22 @@
-"""`ouro sample --ckpt RUN_DIR [--class K ...|--prompt TEXT ...]`: sample images + a grid.
+"""`ouro sample --ckpt RUN [--prompt TEXT ... | --prompts FILE | --class K ...]`: images + a grid.
 
-Uses the EMA weights of the latest (or --step) checkpoint. Class labels index the run's
-caption table (digits); prompts are embedded with Gemma-3 (ouro.text.embed; per token, as
-the run's dataset, for MMDiT with model.text_input=tokens). A run trained
-on latents (config data.autoencoder) is decoded with its autoencoder. Writes each image as
-its own PNG (prompt and sampler settings in the PNG metadata, nothing drawn on the image)
-into a directory named like the grid, plus the grid (RGB for colour images).
+Any run: prompts are embedded as the run's dataset's captions were (pooled Gemma-3, or per
+token for MMDiT text_input=tokens); classes index a digits run's caption table or a
+class-labelled model's ids (no --prompt/--class: every class, if the run has them). A run
+trained on latents is decoded with its autoencoder (config data.autoencoder).
+
+Writes into RUN/samples/<step-weights-sampler-cfg-seed-hash>/ (another prompt set or
+setting gets another directory): every image as its own native-resolution PNG (prompt and
+settings in the PNG metadata), `sample_grid.png` (enlarged, labelled by prompt/class, title
+line with run, step, CFG, steps, seed) and `manifest.json` (every image with its prompt or
+class, seed, CFG, steps, checkpoint step, EMA flag). `--out DIR` writes the same into DIR;
+`--out FILE.png` puts the grid there and the rest into FILE/ beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ouro.errors import UserError
@@ -21,79 +27,63 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ouro sample", description=__doc__,
-                                formatter_class=HelpFormatter)
-    p.add_argument("--ckpt", required=True, help="run directory (config.json + checkpoints/)")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (None: the latest)")
-    p.add_argument("--class", dest="classes", type=int, action="append", help="class index (repeatable; None: every class)")
-    p.add_argument("--prompt", action="append", help="text prompt (repeatable)")
-    p.add_argument("--per-class", type=int, default=10, help="samples per class / prompt")
-    p.add_argument("--steps", type=int, default=32, help="sampler steps")
-    p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale")
-    p.add_argument("--method", default="euler", choices=["euler", "heun"], help="ODE sampler")
-    p.add_argument("--autoguidance", type=float, default=0.0,
-                   help="TREAD rate of the weak (unconditional) branch; 0 = plain CFG")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--out", default=None, help="grid PNG path (default RUN_DIR/samples_<...>.png); the images "
-                   "go into the directory of the same name without .png")
+    from ouro.train import sample_args as sa
+
+    p = argparse.ArgumentParser(prog="ouro sample", description=__doc__, formatter_class=HelpFormatter)
+    sa.add_run_args(p)
+    sa.add_request_args(p, per_class=10)
+    sa.add_sampler_args(p)
+    from ouro.train.sampler_flags import add_guidance_flags, describe, sample_kwargs
+
+    add_guidance_flags(p)  # --cfg-interval --cfg-rescale --negative-prompt --shift --size --init --strength
+    p.add_argument("--out", default=None, help="a directory (no .png), or the grid's path (.png; images go "
+                   "into the directory of that name); default RUN/samples/<settings>/")
     args = p.parse_args(argv)
 
-    import numpy as np
+    from ouro.train import sample_files as sf
+    from ouro.train.sample import draw
 
-    from ouro.train.sample import encode_prompts, sample_grid, sample_images, save_grid
+    sa.check_request(args)
+    if args.out:  # a bad --out is reported before the checkpoint is restored
+        sf.target(args.ckpt, args.out, "")
+    s = load_run(args.ckpt, args.step, use_ema=args.ema)
+    from ouro.train.to_pixels import require_decoder
 
-    s = load_run(args.ckpt, args.step)
-    if args.prompt:
-        labels = np.repeat(np.arange(len(args.prompt)), args.per_class)
-        if getattr(s.cfg.model, "condition_input", "ctx") == "ctx_tokens":
-            tokens, mask = encode_prompts(s, args.prompt)  # (P, T, E), (P, T): as the dataset
-            ctx, ctx_mask = tokens[labels], mask[labels]
-        else:
-            from ouro.text import embed
+    require_decoder(s.cfg.data, f"--ckpt {args.ckpt}")  # latents without a decoder: refused before sampling
+    req = sa.build_request(args, s)
+    settings = {**sa.settings(args, s, steps=args.steps, cfg_scale=args.cfg), **describe(args)}
+    from ouro.train.run_record import RunRecord
 
-            ctx, ctx_mask = np.asarray(embed(args.prompt), np.float32)[labels][:, None, :], None  # (B, 1, 640)
-        images = sample_images(s, ctx, steps=args.steps, method=args.method, cfg_scale=args.cfg,
-                               seed=args.seed, guidance_rate=args.autoguidance, ctx_mask=ctx_mask)
-        names = args.prompt
-    else:
-        if s.class_ctx is None and getattr(s.cfg.model, "condition_input", "ctx") != "label":
-            raise UserError(f"--ckpt {args.ckpt}: this run ({s.cfg.data.kind} data) has no class table; "
-                            f"give --prompt TEXT")
-        classes = args.classes if args.classes else list(range(10))
-        images, labels = sample_grid(s, classes=classes, per_class=args.per_class, steps=args.steps,
-                                     method=args.method, cfg_scale=args.cfg, seed=args.seed,
-                                     guidance_rate=args.autoguidance)
-        names = [str(c) for c in classes]
-    autoencoder = getattr(s.cfg.data, "autoencoder", "")
-    if autoencoder:  # latent run: decode with the autoencoder its dataset was encoded with
-        from ouro.vae import load_autoencoder
-
-        images = load_autoencoder(autoencoder).decode(images)
-    out = Path(args.out) if args.out else Path(args.ckpt) / f"samples_step{s.step}_cfg{args.cfg:g}_{args.method}{args.steps}.png"
-    meta = {"train_step": str(s.step), "sampler": f"{args.method} {args.steps} steps", "cfg_scale": f"{args.cfg:g}",
-            "seed": str(args.seed), "run": str(args.ckpt)}
-    prompts = [args.prompt[k] if args.prompt else f"class {k}" for k in labels.tolist()]
-    from ouro.fileio import write_bytes
-    from ouro.train.png import save_images
-
-    paths = save_images(images, out.with_suffix(""), prompts, prefix="sample", text=meta,
-                        per_row=min(args.per_class, 16), upscale=4 if images.shape[1] < 128 else 1)
-    if images.shape[-1] == 1:  # greyscale: the labelled grid (row names beside the pictures)
-        save_grid(images, labels, out, per_row=min(args.per_class, 16), row_names=names,
-                  title=f"step {s.step}, {args.method} {args.steps} steps, CFG {args.cfg:g}")
-    else:  # colour: the RGB grid (prompts in its metadata) also at the grid path
-        write_bytes(out, paths[-1].read_bytes())
-    print(f"wrote {out} and {len(images)} images in {out.with_suffix('')}/")
+    # a gs:// run: the samples are staged locally, then uploaded into the run (whole objects)
+    record = RunRecord(args.ckpt) if "://" in args.ckpt and not args.out else None
+    where = sf.target(record.local if record else args.ckpt, args.out, sf.slug(settings, req.describe()))
+    images = draw(s, req, steps=args.steps, method=args.method, cfg_scale=args.cfg, seed=args.seed,
+                  guidance_rate=args.autoguidance, **sample_kwargs(s, args, len(req.rows)))
+    if images.shape[-1] not in (1, 3):
+        print(f"ouro sample: warning: the samples have {images.shape[-1]} channels and the run's config names "
+              f"no data.autoencoder to decode them; the PNGs show the first three channels", file=sys.stderr)
+    run_name = args.ckpt.rstrip("/").rsplit("/", 1)[-1] if record else Path(args.ckpt).resolve().name
+    sf.write_samples(images, req, settings, where, run_name=run_name)
+    if record is not None:
+        record.sync()
+        rel = where.directory.relative_to(record.local).as_posix()
+        print(f"wrote {record.url}/{rel}/{where.grid.name} and {len(images)} images + {sf.MANIFEST} in {record.url}/{rel}/")
+        return 0
+    print(f"wrote {where.grid} and {len(images)} images + {sf.MANIFEST} in {where.directory}/")
     return 0
 
 
-def load_run(run_dir: str, step: int | None):
-    """load_for_sampling, with a missing run or checkpoint reported as one line."""
+def load_run(run_dir: str, step: int | None, *, use_ema: bool = True):
+    """load_for_sampling, with a missing run or checkpoint reported as one line (the one
+    place `ouro sample` and `ouro sweep` restore a checkpoint)."""
     from ouro.train.sample import load_for_sampling
 
-    if not (Path(run_dir) / "config.json").is_file():
+    from ouro.data import storage
+
+    storage.check_reachable(run_dir)  # gs://: bucket, endpoint, credentials - one line
+    if not storage.exists(storage.join(run_dir, "config.json")):
         raise UserError(f"--ckpt {run_dir}: not a training run directory (no config.json)")
     try:
-        return load_for_sampling(run_dir, step=step)
+        return load_for_sampling(run_dir, step=step, use_ema=use_ema)
     except FileNotFoundError as e:  # no checkpoint (yet), or the requested --step is gone
         raise UserError(f"--ckpt {run_dir}: {e}") from None

@@ -22,7 +22,8 @@ from jax.sharding import Mesh
 
 from ouro import sharding as shd
 from ouro.flow import bin_losses
-from ouro.flow.objective import flow_loss_at, sample_t
+from ouro.flow.objective import flow_loss_at
+from ouro.flow.timesteps import sample_train_t
 from ouro.train.optim import make_optimizer
 from ouro.train.update import make_update
 
@@ -45,6 +46,12 @@ def condition_of(model_cfg: Any, batch: dict) -> tuple[jax.Array, jax.Array | No
     if key not in batch:
         raise KeyError(f"the model reads batch field {key!r}, the data has {sorted(batch)}")
     return batch[key], (batch.get("ctx_mask") if key == "ctx_tokens" else None)
+
+
+def image_tokens(model_cfg: Any, x_shape: tuple[int, ...]) -> int:
+    """Image tokens of an (B, H, W, C) input: what a resolution-dependent shift reads."""
+    p = int(getattr(model_cfg, "patch_size", 1) or 1)
+    return (x_shape[1] // p) * (x_shape[2] // p)
 
 
 def zero_acc() -> dict[str, jax.Array]:
@@ -134,7 +141,8 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
             fn = lambda x, t, c, **kw: model(x, t, c, tread_rate=cfg.tread_rate, rng=k_tread, **kw)  # noqa: E731
         else:
             fn = model
-        return flow_loss_at(fn, x, ctx, t_b, noise, ctx_mask=ctx_mask, drop=drop)
+        return flow_loss_at(fn, x, ctx, t_b, noise, ctx_mask=ctx_mask, drop=drop,
+                            weighting=cfg.flow.loss_weight, gamma=cfg.flow.min_snr_gamma)
 
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
@@ -145,7 +153,7 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
         numbers one big batch would (same result up to float summation order); TREAD's
         token subsets are drawn per slice (the same distribution)."""
         k_t, k_n, k_tread = jax.random.split(key, 3)
-        t_b = sample_t(k_t, x.shape[0], cfg.t_schedule)
+        t_b = sample_train_t(k_t, x.shape[0], cfg.flow, image_tokens(cfg.model, x.shape))
         noise = jax.random.normal(k_n, x.shape, jnp.float32)
         if k_micro == 1:
             return grad_fn(params, rest, x, ctx, ctx_mask, drop, t_b, noise, k_tread)

@@ -41,7 +41,10 @@ def encode_shapes_dataset(ae: Any, out_dir: str | Path, *, n: int = 4096, seed: 
     ds = make_shapes(n, seed=seed, image_size=image_size)
     latents = ae.encode(ds.images)  # (N, h, w, C) scaled posterior means
     emb = _embed(ds.captions, progress)
-    out = write_shards(out_dir, latents.astype(np.float16), emb, shard_size=1024)
+    # index.json records the autoencoder (runs on these latents decode through it) and the captions
+    out = write_shards(out_dir, latents.astype(np.float16), emb, shard_size=1024, captions=list(ds.captions),
+                       encoder={"kind": "autoencoder", "path": str(Path(ae.path).resolve())} if ae.path else None,
+                       source={"converter": "encode_shapes_dataset", "n": n, "seed": seed, "image_size": image_size})
     info = {"autoencoder": ae.path, "n": n, "seed": seed, "image_size": image_size,
             "latent_shape": list(latents.shape[1:]), "latent_mean": float(latents.mean()),
             "latent_std": float(latents.std()), "captions_unique": len(set(ds.captions))}

@@ -118,7 +118,7 @@ def train_vae(cfg: VAETrainConfig, *, stop_after: int | None = None) -> dict[str
 
     `stop_after`: save and return once that step is reached (as if preempted); rerun to resume.
     """
-    from tqdm.auto import tqdm
+    from ouro.progress import progress_bar as tqdm
 
     from ouro.train.checkpoint import Checkpointer
     from ouro.train.metrics import CSVLog

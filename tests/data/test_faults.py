@@ -142,3 +142,21 @@ def test_cli_names_the_fault_in_one_line(tmp_path, write_dataset, capsys):
     assert len(err) == 1 and err[0].startswith("ouro train: error: ") and "shard-00002.embeddings.npy" in err[0]
     assert ouro(["data", "check", str(tmp_path), "--no-progress"]) == 2
     assert "shard-00002.embeddings.npy" in capsys.readouterr().err
+
+
+def test_shard_deleted_while_streaming_past_the_open_file_limit(tmp_path, write_dataset):
+    """More shards than open memmaps (256): a shard closed by the LRU and deleted meanwhile is
+    reopened later; that is one UserError naming the shard, not Grain's FileNotFoundError."""
+    from ouro.data.sharded import sharded_loader
+
+    write_dataset(tmp_path, counts=(1,) * 300)  # 300 one-row shards, 600 files
+    loader = sharded_loader(str(tmp_path), 20, mode="stream", workers=2, prefetch=1)
+    for _ in range(loader.steps_per_epoch):  # one epoch opens all 600 files: the first are closed
+        next(loader)
+    (tmp_path / "shard-00007.latents.npy").unlink()
+    with pytest.raises(UserError) as e:
+        for _ in range(2 * loader.steps_per_epoch):
+            next(loader)
+    msg = str(e.value)
+    assert "shard-00007.latents.npy" in msg and "shard 'shard-00007'" in msg and str(tmp_path) in msg
+    assert "\n" not in msg and "rerun to resume" in msg

@@ -1,43 +1,24 @@
-"""gs:// for real, against a local GCS emulator (gcp-storage-emulator on 127.0.0.1, in this
-process): `ouro data check`, the loader in both modes, and `ouro train` with data.path=gs://..."""
-
-import os
-import socket
+"""gs:// for real, against ouro's GCS emulator (ouro/sim/gcs_emulator.py on 127.0.0.1, in
+this process): `ouro data check`, the loader in both modes, and `ouro train` with
+data.path=gs://..."""
 
 import numpy as np
 import pytest
 
-# gcsfs's experimental gRPC layer (zonal/HNS buckets) speaks TLS gRPC, which the emulator does
-# not: it hangs in SSL handshakes. Plain JSON-API gcsfs is what the emulator serves.
-os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
-
-from ouro.cli import main as ouro  # noqa: E402
-from ouro.config import override  # noqa: E402
-from ouro.data import sharded_loader  # noqa: E402
-from ouro.train import preset_config, train  # noqa: E402
-from ouro.train.metrics import read_csv  # noqa: E402
+from ouro.cli import main as ouro
+from ouro.config import override
+from ouro.data import sharded_loader
+from ouro.train import preset_config, train
+from ouro.train.metrics import read_csv
 
 
 @pytest.fixture(scope="module")
-def gcs(dataset):
-    emulator = pytest.importorskip("gcp_storage_emulator.server")
+def gcs(dataset, gcs_emulator):
     import fsspec
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket="ouro-test")
-    server.start()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")  # gcsfs's endpoint override
-    mp.setitem(fsspec.config.conf, "gs", {"token": "anon"})  # the emulator needs no credentials
-    fsspec.filesystem("gs").clear_instance_cache()
-    fs = fsspec.filesystem("gs")
     path, _, _ = dataset
-    fs.put(str(path), "gs://ouro-test/latents", recursive=True)
+    fsspec.filesystem("gs").put(str(path), "gs://ouro-test/latents", recursive=True)
     yield "gs://ouro-test/latents"
-    mp.undo()
-    server.stop()
 
 
 def test_check_and_load_from_gs(gcs, dataset, capsys):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ouro.data.shapes import COLOUR_NAMES, RELATIONS, SHAPES, SIZE_NAMES, make_shapes
+from ouro.data.shapes import COLOUR_NAMES, RELATIONS, SHAPES, SIZE_NAMES, make_shapes, parse_caption
 from ouro.eval.shapes_score import CHANCE, score_shapes
 
 
@@ -30,6 +30,14 @@ def test_captions_name_the_attributes(ds):
     for k, n in (("colour_a", 6), ("shape_b", 3), ("size_a", 2), ("relation", 4)):  # all values drawn
         assert set(ds.attrs[k].tolist()) == set(range(n))
     assert len(set(ds.captions)) > 500  # compositional: few repeats
+
+
+def test_parse_caption_inverts_caption(ds):
+    for i, text in enumerate(ds.captions):
+        assert parse_caption(text) == {k: int(v[i]) for k, v in ds.attrs.items()}
+    assert parse_caption("  A large RED circle   above a small blue square ") is not None  # as a user types it
+    for other in ("a handwritten digit seven", "a large red circle", "a large red circle above a small blue cube"):
+        assert parse_caption(other) is None
 
 
 @pytest.mark.parametrize("size", [32, 64])

@@ -70,9 +70,27 @@ def test_per_token_text_convert_train_resume_sample(tmp_path, compile_cache, cap
     assert not np.allclose(v[2], v[3])
 
     assert ouro(["sample", "--ckpt", str(tmp_path / "run")]) == 2  # no class table: prompts needed
-    assert "has no class table; give --prompt TEXT" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no class table: give prompts (ouro sample/sweep --prompt TEXT or --prompts FILE" in err
+    assert err.count("\n") == 1
     out = tmp_path / "grid.png"
     prompts = [a for p in [*shapes.captions[:3], "a small green square"] for a in ("--prompt", p)]
     assert ouro(["sample", "--ckpt", str(tmp_path / "run"), *prompts, "--per-class", "1", "--steps", "2",
                  "--out", str(out)]) == 0
     assert out.exists() and len(list((tmp_path / "grid").glob("sample_0*.png"))) == 4
+    manifest = json.loads((tmp_path / "grid" / "manifest.json").read_text())
+    assert manifest["prompts"][3] == "a small green square" and manifest["images"][3]["prompt"] == "a small green square"
+
+    # `ouro sweep` on a text run: shapes captions are scored by reading the pictures back,
+    # other prompts get their grids and "no scorer applies" (same 4-sample batch: no new compile)
+    listed = tmp_path / "prompts.txt"
+    listed.write_text("\n".join(shapes.captions[:4]) + "\n")
+    sweep = ["sweep", "--ckpt", str(tmp_path / "run"), "--steps", "2", "--cfg", "3", "--per-class", "1"]
+    assert ouro(sweep) == 2 and "has no class table: give prompts" in capsys.readouterr().err
+    assert ouro([*sweep, "--prompts", str(listed)]) == 0
+    rows = json.loads((tmp_path / "run" / "sweep.json").read_text())["rows"]
+    assert rows[0]["scorer"] == "shapes" and 0 <= rows[0]["all"] <= 1 and rows[0]["n_samples"] == 4
+    assert ouro([*sweep, *prompts]) == 0
+    assert "no scorer applies" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "sweep.json").read_text())["rows"][0]["scorer"] == "none"
+    assert len(list((tmp_path / "run" / "sweep").glob("*/steps2_cfg3.png"))) == 2  # the first sweep's grid kept

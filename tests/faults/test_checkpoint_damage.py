@@ -9,6 +9,7 @@ import pytest
 
 from ouro.train import NonFiniteLoss, train
 from ouro.train.checkpoint import CheckpointMismatch, Checkpointer
+from ouro.train.identity import ConfigChanged
 
 pytestmark = pytest.mark.faults
 
@@ -97,7 +98,29 @@ def test_checkpoint_of_another_config_is_refused_not_moved_aside(fx, finished_ru
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     cfg = fx.worker.toy_cfg(out, model=fx.worker.ToyConfig(dim=16))  # intact, but not this model's
+    with pytest.raises(ConfigChanged, match="model.dim: 32 → 16"):  # the run's config.json says so first
+        train(cfg, fx.worker.make_toy)
+    (out / "config.json").unlink()  # without that record, the arrays themselves refuse
     with pytest.raises(CheckpointMismatch, match=r"checkpoint step 12 .* shape \(32,\) stored, \(16,\) expected"):
         train(cfg, fx.worker.make_toy)
     assert Checkpointer(out / "checkpoints").all_steps() == [8, 12]
     assert not list((out / "checkpoints").glob("*.corrupt-*"))
+
+
+def test_sampling_a_run_whose_newest_checkpoint_is_damaged_uses_the_previous(fx, finished_run, tmp_path, capfd):
+    """`ouro sample`'s restore (load_for_sampling): the damaged step is named and skipped,
+    not moved (a reader leaves that to the run's writer); `--step` of it is one line."""
+    from ouro import cli
+    from ouro.train.sample import load_for_sampling
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    truncate(out / "checkpoints" / "12")
+    s = load_for_sampling(out, make_model=fx.worker.make_toy)
+    err = capfd.readouterr().err
+    assert s.step == 8
+    assert f"checkpoint step 12 at {out / 'checkpoints' / '12'} does not restore" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name[0].isdigit()) == ["12", "8"]
+    assert cli.main(["sample", "--ckpt", str(out), "--step", "12"]) == 2
+    last = capfd.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("ouro sample: error: ") and "other steps: 8 (choose one with --step)" in last

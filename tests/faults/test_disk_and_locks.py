@@ -3,6 +3,7 @@ read-only directory), and two runs on one out_dir."""
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -42,7 +43,11 @@ def small_disk(path: Path):
         pytest.skip("root without mount rights: cannot make a small or read-only disk")
 
 
-def test_full_checkpoint_disk_stops_with_path_and_cause_keeping_the_previous(fx, reference, tmp_path):
+def _partial_bytes(ckpt_dir: Path) -> int:
+    return sum(f.stat().st_size for d in ckpt_dir.glob("*.orbax-checkpoint-tmp*") for f in d.rglob("*") if f.is_file())
+
+
+def test_full_checkpoint_disk_stops_with_path_and_cause_keeping_the_previous(fx, reference, tmp_path, caplog):
     with small_disk(tmp_path / "disk") as (disk, exhaust, cause):
         ckpt_dir = disk / "ckpt"
         cfg = fx.worker.toy_cfg(tmp_path / "run", ckpt_dir=str(ckpt_dir))
@@ -59,6 +64,11 @@ def test_full_checkpoint_disk_stops_with_path_and_cause_keeping_the_previous(fx,
         # how long the failing write takes (under heavy load it outlasted steps 9-12).
         assert 8 <= fx.loss_rows(tmp_path / "run")[-1][0] <= 12
         assert "\n" not in msg  # one line, as `ouro train` prints it
+        # and nothing before it: Orbax's per-thread tracebacks went to a log file it names
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records[:2]
+        log = Path(msg.split("Orbax's errors: ")[1].rstrip(")"))
+        assert "Traceback" in log.read_text()
+        assert _partial_bytes(ckpt_dir) == 0  # the failed save's files are gone: space freed
         assert Checkpointer(ckpt_dir).all_steps() == [4]
         with contextlib.suppress(FileNotFoundError):
             (disk / "filler").unlink()
@@ -66,6 +76,7 @@ def test_full_checkpoint_disk_stops_with_path_and_cause_keeping_the_previous(fx,
         # space back: the run resumes from the intact step 4 and ends as if never disturbed
         rest = train(cfg, fx.worker.make_toy)
         assert rest["resumed_from"] == 4 and rest["finished"]
+        assert not list(ckpt_dir.glob("*.orbax-checkpoint-tmp*"))  # the writer cleaned up
         shutil.copytree(ckpt_dir, tmp_path / "run" / "checkpoints")  # where assert_same_run looks
     fx.assert_same_run(tmp_path / "run", reference)
 

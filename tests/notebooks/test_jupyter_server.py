@@ -44,7 +44,9 @@ def lab(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_")}
     env.update(JUPYTER_RUNTIME_DIR=str(runtime), HOME=str(runtime))  # no ~/.jupyter either
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False"]
+           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+           # the server config `make setup` installs into the venv (this checkout's copy)
+           f"--config={ROOT / '.jupyter' / 'jupyter_server_config.json'}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(runtime / "lab.log", "w")
@@ -103,6 +105,24 @@ def test_saving_in_lab_rewrites_nothing_in_the_py(lab):
     assert py.read_bytes() == before
     paired = json.loads((root / "notebooks" / "training.ipynb").read_text())
     assert any(c.get("outputs") for c in paired["cells"])
+
+
+def test_opening_a_notebook_leaves_nothing_for_the_kernel_to_change(lab):
+    """JupyterLab marks a tab modified when the connected kernel's language_info or
+    kernelspec differs from the notebook's (NotebookPanel._updateLanguage/_updateSpec set
+    them; the shared model skips equal values). Both must arrive equal to the kernel's."""
+    import subprocess
+
+    lab, _ = lab
+    nb = _get(lab, "/api/contents/notebooks/sampling.py?type=notebook&content=1")["content"]  # never saved here
+    spec = _get(lab, "/api/kernelspecs")["kernelspecs"][nb["metadata"]["kernelspec"]["name"]]["spec"]
+    probe = ("import json; from ipykernel.ipkernel import IPythonKernel as K; "
+             "print(json.dumps(K.language_info))")  # what the kernel's kernel_info reply carries
+    exe = sys.executable if spec["argv"][0].startswith("python") else spec["argv"][0]  # as jupyter_client does
+    reported = json.loads(subprocess.run([exe, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    assert nb["metadata"]["language_info"] == reported
+    assert nb["metadata"]["kernelspec"] == {"name": "python3", "display_name": spec["display_name"],
+                                            "language": spec["language"]}
 
 
 def test_lab_opens_py_with_jupytext_notebook_by_default(lab):

@@ -318,3 +318,24 @@ def test_nested_run_directories_take_their_parent_runs_record(tmp_path):
     assert found["pipe/xut"].record == {}  # its own status and config stay its own
     assert found["pipe/own"].started_by == "notebook `other.ipynb`"
     assert found["lone/vae"].started_by == "?"  # no record anywhere: still says so
+
+
+def test_sample_folders_of_ouro_sample_are_shown_newest_first_and_never_collide(tmp_path):
+    import os
+
+    from PIL import Image
+
+    run = tmp_path / "outputs/runs/mine"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text('{"global_step": 200}')
+    for i in range(5):  # five `ouro sample` requests, each its own folder with the same file name
+        d = run / "samples" / f"step200-ema-euler20-cfg3-seed0-{i:08x}"
+        d.mkdir(parents=True)
+        Image.new("L", (8, 8), 40 * i).save(d / "sample_grid.png")
+        os.utime(d / "sample_grid.png", (1000 + i, 1000 + i))
+    text = _section(_build(tmp_path, tmp_path), "Samples")
+    shown = sorted(p.name for p in (tmp_path / "reports/figures").glob("mine--samples_*"))
+    assert len(shown) == 3 and all("0000000" in n for n in shown)  # newest 3, one file each
+    assert {n.split("-")[-1] for n in shown} == {"00000002_sample_grid.png", "00000003_sample_grid.png",
+                                                  "00000004_sample_grid.png"}
+    assert all(f"figures/{n}" in text for n in shown)

@@ -1,7 +1,9 @@
 """`ouro run` / `ouro pod-run` on throwaway notebooks written into tmp."""
 
 import json
+import os
 import shlex
+import socket
 import textwrap
 
 import pytest
@@ -80,8 +82,8 @@ def test_run_completes_and_records(notebooks, tmp_path):
     executed = json.loads((run_dir / "ok.ipynb").read_text())
     tags = [c["metadata"].get("tags", []) for c in executed["cells"]]
     assert ["injected-parameters"] in tags
-    # a second run under the same name is refused rather than overwriting evidence
-    with pytest.raises(run.RunError, match="already holds a run"):
+    # a completed run is not run again under its name (an interrupted one is resumed)
+    with pytest.raises(run.RunError, match="already holds a completed run"):
         run.run_notebook(ok, run_name="r1", runs_root=tmp_path / "runs", progress=False)
 
 
@@ -100,6 +102,35 @@ def test_failing_cell_exits_nonzero_names_cell_and_keeps_partial(notebooks, tmp_
     executed = json.loads((run_dir / "bad.ipynb").read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert any(o.get("ename") == "ValueError" for o in outputs)
+
+
+def test_failed_run_is_rerun_under_its_name_keeping_the_attempt(notebooks, tmp_path, capfd):
+    """Rerunning the command of a run that did not complete continues it in its directory
+    (the earlier record and executed notebook kept); the kernel speaks IPC, not TCP."""
+    _, bad = notebooks
+    argv = [str(bad), "--run-name", "r5", "--runs-root", str(tmp_path / "runs"), "--no-progress"]
+    assert run.main(argv) == 1
+    assert run.main(argv) == 1  # the same command again: not refused
+    run_dir = tmp_path / "runs" / "r5"
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["status"] == "failed" and [a["status"] for a in rec["attempts"]] == ["failed"]
+    assert rec["attempts"][0]["executed_notebook"] == "bad.attempt1.ipynb"
+    assert (run_dir / "bad.attempt1.ipynb").is_file() and (run_dir / "bad.ipynb").is_file()
+    err = capfd.readouterr().err  # fd 2: what the kernel process itself prints
+    assert "without encryption" not in err and "TCP" not in err
+    rec.update(status="running", pid=os.getpid(), host=socket.gethostname())  # a live run
+    (run_dir / "run.json").write_text(json.dumps(rec))
+    with pytest.raises(run.RunError, match=f"is being run now by pid {os.getpid()}"):
+        run.run_notebook(bad, run_name="r5", runs_root=tmp_path / "runs", progress=False)
+
+
+def test_unwritable_runs_root_is_one_line(notebooks, tmp_path, capsys):
+    ok, _ = notebooks
+    (tmp_path / "file").write_text("")  # not a directory: what a read-only disk also gives (root ignores modes)
+    rc = cli.main(["run", str(ok), "--runs-root", str(tmp_path / "file" / "runs"), "--run-name", "x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("ouro run: error: run directory ") and "cannot be" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_unknown_parameter_rejected_before_kernel_start(notebooks, tmp_path, capsys):

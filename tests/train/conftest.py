@@ -55,3 +55,19 @@ registry.register(registry.Family(_NAME, ToyConfig, Toy, {}, lambda c: 0, toy_fl
 @pytest.fixture
 def toy():
     return ToyConfig, make_toy
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One real (tiny) XUT digits run for the whole session: `train()` 4 steps, checkpoints at
+    2 and 4, the end-of-run samples.png; sampling, sweep and CLI tests read it (never write
+    into its checkpoints). Returns (run_dir, train summary)."""
+    from ouro.config import override
+    from ouro.train import preset_config, train
+
+    run = tmp_path_factory.mktemp("digits-run")
+    # data.context=gemma: the class table is the committed Gemma-3 embeddings of the digit captions
+    # (ouro/data/digit_captions.json; no encoder needed to train), so a prompt can be checked against it
+    cfg = override(preset_config("digits-smoke"), ["steps=4", "warmup_steps=2", "ckpt_every=2", "log_every=2",
+                                                   "data.context=gemma", f"out_dir={run}"])
+    return run, train(cfg)

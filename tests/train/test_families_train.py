@@ -13,7 +13,8 @@ from ouro.config import ConfigError, override, to_dict
 from ouro.model import family_of
 from ouro.train import from_dict, preset_config, train, validate
 from ouro.train.metrics import read_csv
-from ouro.train.sample import load_for_sampling, sample_grid
+from ouro.train.conditions import request
+from ouro.train.sample import draw, load_for_sampling, sample_grid
 
 CASES = {  # training preset + overrides
     "dit": ("digits-smoke-dit", []),
@@ -63,6 +64,9 @@ def test_family_trains_resumes_exactly_and_samples_with_cfg(case, tmp_path, comp
     assert type(s.cfg.model) is type(_cfg(case, "x").model) and s.cfg.model == _cfg(case, "x").model
     images, labels = sample_grid(s, classes=[1, 7], per_class=2, steps=2, cfg_scale=3.0)
     assert images.shape == (4, 16, 16, 1) and np.isfinite(images).all()
+    # the path `ouro sample --class` takes (conditions.request -> draw): the same pictures
+    again = draw(s, request(s, classes=[1, 7], per_row=2), steps=2, cfg_scale=3.0)
+    np.testing.assert_array_equal(again, images)
 
 
 def test_model_preset_override_and_validation():

@@ -87,3 +87,14 @@ def test_training_logs_loss_and_lr_to_tensorboard(tmp_path, toy):
     from ouro.train.optim import reference_lr
 
     assert scalars[(2, "lr")] == pytest.approx(reference_lr(cfg, 1, 32), rel=1e-6)
+
+
+def test_the_documented_tensorboard_viewer_is_installed():
+    """README: `tensorboard --logdir outputs/` (tensorboardX writes; tensorboard views)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "tensorboard"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip()[:1].isdigit(), out.stderr[-500:]

@@ -3,8 +3,13 @@
 Captions, in this order of precedence:
   - one metadata file in DIR: `captions.jsonl` or `metadata.jsonl` (Hugging Face imagefolder),
     one JSON object per line with "file" / "file_name" (path relative to DIR) and
-    "caption" / "text";
-  - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped).
+    "caption" / "text"; or `metadata.csv` (imagefolder's CSV form: a header row with a
+    `file_name` column and a `text` or `caption` column);
+  - a `<image stem>.txt` beside each image (UTF-8; surrounding whitespace stripped);
+  - Kohya's layout (folders `<repeats>_<name>/`, same-stem .txt/.caption captions, repeats
+    honoured): ouro/data/convert/kohya.py.
+Every image needs a non-empty caption. The captions are kept in the dataset (field
+"captions"): training samples held-out ones, `ouro report` shows them.
 Images are center-cropped to a square, resized to `size` (Lanczos), scaled to [-1, 1] and
 passed through `encode` (an autoencoder: (N, H, W, 3) -> NHWC latents) or kept as pixels.
 Captions are embedded per shard with `embed` (default: Gemma-3 via ouro.text.embed, cached);
@@ -22,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ouro.data.convert.plan import (Embed, EmbedTokens, Encode, chunks, default_embed, run_plan,
-                                    text_tokens_setup, to_latents, token_fields)
-from ouro.data.format import Index
+from ouro.data.convert.plan import (Embed, EmbedTokens, Encode, chunks, default_embed, encoder_record,
+                                    run_plan, text_tokens_setup, to_latents, token_fields)
+from ouro.data.format import CAPTIONS, Index, encode_captions
 from ouro.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-METADATA_FILES = ("captions.jsonl", "metadata.jsonl")
+METADATA_FILES = ("captions.jsonl", "metadata.jsonl", "metadata.csv")
 
 
 def load_image(src: str | bytes | Path, size: int, where: str) -> np.ndarray:
@@ -62,7 +67,9 @@ def find_captions(root: Path) -> dict[str, str]:
         raise UserError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     meta = next((root / m for m in METADATA_FILES if (root / m).exists()), None)
     captions: dict[str, str] = {}
-    if meta is not None:
+    if meta is not None and meta.suffix == ".csv":
+        captions = _csv_captions(meta)
+    elif meta is not None:
         for ln, line in enumerate(read_text(meta).splitlines(), 1):
             if not line.strip():
                 continue
@@ -87,27 +94,70 @@ def find_captions(root: Path) -> dict[str, str]:
     return {n: captions[n] for n in images}
 
 
+def _csv_captions(path: Path) -> dict[str, str]:
+    """metadata.csv (Hugging Face imagefolder): `file_name` + `text` (or `caption`) columns."""
+    import csv
+
+    rows = csv.DictReader(read_text(path).splitlines())
+    cols = rows.fieldnames or []
+    text_col = next((c for c in ("text", "caption") if c in cols), None)
+    if "file_name" not in cols or text_col is None:
+        raise UserError(f"{path}: header has columns {cols}; expected 'file_name' and 'text' (or 'caption')")
+    captions = {}
+    for ln, row in enumerate(rows, 2):
+        name, text = row.get("file_name"), row.get(text_col)
+        if not name or not text or not text.strip():
+            raise UserError(f"{path}:{ln}: needs a 'file_name' and a non-empty {text_col!r}")
+        captions[name] = text.strip()
+    return captions
+
+
+def find_rows(root: Path) -> tuple[list[tuple[str, str]], str]:
+    """(image, caption) rows in dataset order, and the layout read: a metadata file or `.txt`
+    captions ("captions"), or Kohya's `<repeats>_<name>/` folders ("kohya", each image
+    repeated `repeats` times in a row; ouro/data/convert/kohya.py)."""
+    from ouro.data.convert.kohya import is_kohya, read_kohya
+
+    if is_kohya(root) and not any((root / m).exists() for m in METADATA_FILES):
+        rows = read_kohya(root, IMAGE_SUFFIXES, read_text)
+        return [(name, caption) for name, caption, repeats in rows for _ in range(repeats)], "kohya"
+    return list(find_captions(root).items()), "captions"
+
+
 def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
                    encode: Encode | None = None, embed: Embed | None = None,
                    shard_size: int = 4096, encoder_name: str = "pixels",
                    progress: bool = True, text_tokens: int = 0,
-                   embed_tokens: EmbedTokens | None = None) -> Index:
+                   embed_tokens: EmbedTokens | None = None,
+                   encoder: dict | None = None, name: str | None = None) -> Index:
+    """`encoder`: index.json's record of `encode` (ouro.data.convert.plan.encoder_from_spec);
+    `name`: the dataset's name (default: out_dir's folder)."""
     root = Path(src_dir)
     if not root.is_dir():
         raise UserError(f"{root}: not a directory")
-    captions = find_captions(root)
-    names = list(captions)
+    rows, layout = find_rows(root)
+    names, captions = [n for n, _ in rows], [c for _, c in rows]
     embed = embed or default_embed
     tokens_fn, tokens_meta = text_tokens_setup(text_tokens, embed_tokens)
-    listing = hashlib.sha256("\n".join(f"{n}\t{captions[n]}" for n in names).encode()).hexdigest()
+    listing = hashlib.sha256("\n".join(f"{n}\t{c}" for n, c in rows).encode()).hexdigest()
+    width = max(len(c.encode("utf-8")) for c in captions)  # one row size for every shard
 
     def build(a: int, b: int) -> dict[str, np.ndarray]:
-        pixels = np.stack([load_image(root / n, size, str(root / n)) for n in names[a:b]])
-        texts = [captions[n] for n in names[a:b]]
-        out = {"latents": to_latents(pixels, encode), "embeddings": np.asarray(embed(texts), np.float32)}
+        loaded: dict[str, np.ndarray] = {}  # a repeated image (Kohya repeats) is read once per shard
+        for n in names[a:b]:
+            if n not in loaded:
+                loaded[n] = load_image(root / n, size, str(root / n))
+        pixels = np.stack([loaded[n] for n in names[a:b]])
+        texts = captions[a:b]
+        out = {"latents": to_latents(pixels, encode), "embeddings": np.asarray(embed(texts), np.float32),
+               CAPTIONS: encode_captions(texts, width)}
         return out | (token_fields(texts, tokens_fn, text_tokens) if tokens_fn else {})
 
     plan = [(f"shard-{j:05d}", lambda a=a, b=b: build(a, b)) for j, (a, b) in enumerate(chunks(len(names), shard_size))]
-    source = {"from-images": str(root.resolve()), "images": len(names), "listing_sha256": listing,
+    source = {"from-images": str(root.resolve()), "images": len(names), "layout": layout, "listing_sha256": listing,
               "size": size, "encoder": encoder_name, "shard_size": shard_size, "text_tokens": tokens_meta}
-    return run_plan(out_dir, plan, source=source, desc="from-images", progress=progress, text_tokens=tokens_meta)
+    meta = {"encoder": encoder_record(encode, encoder, encoder_name), **({"name": name} if name else {}),
+            "source": {"converter": "from-images", "input": str(root.resolve()), "images": len(names),
+                       "size": size}}
+    return run_plan(out_dir, plan, source=source, desc="from-images", progress=progress, text_tokens=tokens_meta,
+                    meta=meta)

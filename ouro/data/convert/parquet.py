@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ouro.data.convert.images import load_image
-from ouro.data.convert.plan import (Embed, EmbedTokens, Encode, chunks, default_embed, run_plan,
+from ouro.data.convert.plan import (Embed, EmbedTokens, Encode, chunks, default_embed, encoder_record, run_plan,
                                     text_tokens_setup, to_latents, token_fields)
 from ouro.data.format import Index
 from ouro.errors import UserError
@@ -86,7 +86,8 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
                     class_names: Sequence[str] | str | None = None, size: int = 256,
                     encode: Encode | None = None, embed: Embed | None = None,
                     shard_size: int = 4096, encoder_name: str = "pixels", progress: bool = True,
-                    text_tokens: int = 0, embed_tokens: EmbedTokens | None = None) -> Index:
+                    text_tokens: int = 0, embed_tokens: EmbedTokens | None = None,
+                    encoder: dict | None = None, name: str | None = None) -> Index:
     src = Path(src)
     if (caption_column is None) == (label_column is None):
         raise UserError("from-parquet: give exactly one of --caption-column or --label-column")
@@ -107,6 +108,12 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
                             f"pass --class-names imagenet or a file with one name per line")
         class_emb = np.asarray(embed(class_names), np.float32)  # (K, E): once, not per row
         class_tok = token_fields(list(class_names), tokens_fn, text_tokens) if tokens_fn else None
+    from ouro.data.format import CAPTIONS, encode_captions
+
+    # the caption (or class name) of every row is kept as text: one row width for every shard
+    texts = class_names if class_emb is not None else [
+        v for t in tables for v in t.column(text_col).to_pylist() if isinstance(v, str)]
+    width = max((len(str(v).encode("utf-8")) for v in texts), default=1)
 
     def build(fi: int, a: int, b: int) -> dict[str, np.ndarray]:
         t = tables[fi].slice(a, b - a)
@@ -120,6 +127,7 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
             if bad is not None:
                 raise UserError(f"{where} row {a + bad}: column {text_col!r} is not a non-empty caption")
             out["embeddings"] = np.asarray(embed(values), np.float32)
+            out[CAPTIONS] = encode_captions(values, width)
             if tokens_fn:
                 out.update(token_fields(values, tokens_fn, text_tokens))
         else:
@@ -127,6 +135,7 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
             if labels.min() < 0 or labels.max() >= len(class_emb):
                 raise UserError(f"{where}: column {text_col!r} has labels outside 0..{len(class_emb) - 1}")
             out["embeddings"], out["labels"] = class_emb[labels], labels
+            out[CAPTIONS] = encode_captions([class_names[k] for k in labels], width)
             if class_tok is not None:
                 out.update({k: v[labels] for k, v in class_tok.items()})
         return out
@@ -137,4 +146,8 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
               "columns": [image_column, text_col], "size": size, "encoder": encoder_name,
               "shard_size": shard_size, "class_names": len(class_emb) if class_emb is not None else None,
               "text_tokens": tokens_meta}
-    return run_plan(out_dir, plan, source=source, desc="from-parquet", progress=progress, text_tokens=tokens_meta)
+    meta = {"encoder": encoder_record(encode, encoder, encoder_name), **({"name": name} if name else {}),
+            "source": {"converter": "from-parquet", "input": str(src.resolve()), "size": size,
+                       "columns": [image_column, text_col]}}
+    return run_plan(out_dir, plan, source=source, desc="from-parquet", progress=progress, text_tokens=tokens_meta,
+                    meta=meta)

@@ -18,9 +18,10 @@ EmbedTokens = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 
 def run_plan(out_dir: str, plan: Sequence[tuple[str, Callable[[], dict[str, np.ndarray]]]], *,
              source: Any, desc: str, progress: bool = True,
-             text_tokens: dict[str, Any] | None = None) -> Index:
+             text_tokens: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Index:
     """plan: (shard name, build) pairs in dataset order; build() returns the shard's arrays.
-    `text_tokens`: the per-token encoder settings recorded in index.json (with ctx_tokens)."""
+    `text_tokens`: the per-token encoder settings recorded in index.json (with ctx_tokens);
+    `meta`: the dataset's self-description (name, encoder, source; ouro.data.describe)."""
     writer = ShardWriter(out_dir, source=source)
     bar = None
     if progress:
@@ -35,7 +36,7 @@ def run_plan(out_dir: str, plan: Sequence[tuple[str, Callable[[], dict[str, np.n
             bar.update(1)
     if bar is not None:
         bar.close()
-    return writer.finish(text_tokens=text_tokens)
+    return writer.finish(text_tokens=text_tokens, meta=meta)
 
 
 def chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -78,6 +79,14 @@ def token_fields(texts: list[str], embed_tokens: EmbedTokens, max_tokens: int) -
     return {"ctx_tokens": np.where(mask[..., None], states, 0).astype(np.float16), "ctx_mask": mask}
 
 
+def encoder_record(encode: Encode | None, encoder: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """index.json's "encoder" for a converter called from Python: the record given, else
+    pixels (no encode) or an external encoder known only by `name`."""
+    if encoder is not None:
+        return encoder
+    return {"kind": "pixels"} if encode is None else {"kind": "external", "by": name}
+
+
 def to_latents(pixels: np.ndarray, encode: Encode | None) -> np.ndarray:
     """Pixel batch -> float16 NHWC latents (pixel space itself when there is no encoder)."""
     out = pixels if encode is None else np.asarray(encode(pixels))
@@ -87,15 +96,44 @@ def to_latents(pixels: np.ndarray, encode: Encode | None) -> np.ndarray:
 
 
 def load_encoder(spec: str | None) -> Encode | None:
-    """--autoencoder "package.module:function": a callable mapping (N, H, W, 3) float32 in
-    [-1, 1] to NHWC latents (how a trained autoencoder plugs in); None: pixel space."""
+    """--autoencoder DIR or "package.module:function" -> the encode callable; None: pixels."""
+    return encoder_from_spec(spec)[0]
+
+
+def encoder_from_spec(spec: str | None) -> tuple[Encode | None, dict[str, Any]]:
+    """(encode, the record index.json keeps under "encoder") for --autoencoder SPEC.
+
+    SPEC is an AutoencoderKL directory (what `ouro vae train` writes, or a diffusers VAE):
+    its scaled posterior means, and runs on the dataset decode with the same directory; or
+    "package.module:function" mapping (N, H, W, 3) float32 in [-1, 1] to NHWC latents (kind
+    "external": no decoder known, runs need data.autoencoder=DIR to write images). None: pixels."""
     if not spec:
-        return None
+        return None, {"kind": "pixels"}
+    from pathlib import Path
+
+    if Path(spec).is_dir():
+        if not (Path(spec) / "config.json").is_file():
+            raise UserError(f"--autoencoder {spec}: not an autoencoder directory (no config.json; "
+                            f"expected what `ouro vae train` writes, or a diffusers AutoencoderKL)")
+        from ouro.vae import load_autoencoder
+
+        ae = load_autoencoder(spec)
+        return ae.encode, {"kind": "autoencoder", "path": str(Path(spec).resolve()),
+                           "latent_channels": int(ae.cfg.latent_channels), "downsample": int(ae.downsample),
+                           "scaling_factor": float(ae.cfg.scaling_factor),
+                           "shift_factor": float(ae.cfg.shift_factor)}
+    if ":" not in spec:
+        raise UserError(f"--autoencoder {spec}: neither a directory nor 'package.module:function'")
+    return _import_encoder(spec), {"kind": "external", "by": spec}
+
+
+def _import_encoder(spec: str) -> Encode:
     import importlib
 
     module, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError, ValueError) as e:
-        raise UserError(f"--autoencoder {spec}: cannot import ({e}); expected 'package.module:function'") from None
+        raise UserError(f"--autoencoder {spec}: cannot import ({e}); expected an autoencoder directory "
+                        f"or 'package.module:function'") from None
     return fn

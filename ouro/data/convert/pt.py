@@ -65,7 +65,10 @@ def convert_pt(files: Sequence[str], out_dir: str, *, shard_size: int = 8192,
         for j, (a, b) in enumerate(chunks(int(opened[f]["keys"].shape[0]), shard_size)):
             plan.append((f"shard-{fi:05d}-{j:05d}", lambda f=f, a=a, b=b: _rows(opened[f], a, b)))
     source = {"from-pt": [[os.path.basename(f), os.path.getsize(f)] for f in files], "shard_size": shard_size}
-    return run_plan(out_dir, plan, source=source, desc="from-pt", progress=progress)
+    # Ouroboros PT files hold SDXL-VAE latents; the VAE itself is not in them
+    meta = {"encoder": {"kind": "external", "by": "Ouroboros PT files (SDXL-VAE latents)"},
+            "source": {"converter": "from-pt", "input": [os.path.abspath(f) for f in files]}}
+    return run_plan(out_dir, plan, source=source, desc="from-pt", progress=progress, meta=meta)
 
 
 def _rows(obj: dict, a: int, b: int) -> dict[str, np.ndarray]:

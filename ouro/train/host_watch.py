@@ -1,0 +1,143 @@
+"""The hosts of a pod run watch each other, and agree before they start.
+
+    with HostWatch(cfg.host_timeout_s) as watch:     # no-op on one process
+        with agreed("run-lock"):                      # process 0 decides; every host raises its refusal
+            lock...
+        HostWatch.current_checkpoints = ckpt          # names the safe step if a host is lost
+
+A lost host (SIGKILL, a VM deleted mid-step) leaves the others blocked inside a collective:
+jax.distributed notices only after its own heartbeat timeout (100 s by default) and then
+aborts them with a fatal log line that names no step. Here every host publishes a heartbeat
+in jax.distributed's key-value store every timeout/4 seconds from a daemon thread (so a
+compile or a long save does not look like death); a host whose heartbeat has not changed for
+`timeout_s` (measured on the watcher's own clock, so clock skew does not matter), or the
+coordinator becoming unreachable, makes each survivor print one line - the lost host, and
+the last checkpoint that completed - and exit with status 3 without waiting in the
+collective. A rerun resumes from that checkpoint.
+
+`agreed(name)`: process 0 runs the block (the run lock: only it takes the lock) and
+publishes the outcome; the others wait for it and raise the same error, so a refused run
+stops on every host at once instead of K-1 hosts waiting in their first collective.
+The key-value store is jax's private client (jax._src.distributed): the public API has none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any, Iterator
+
+import jax
+
+from ouro.errors import UserError
+
+LOST_EXIT = 3
+_PREFIX = "ouro/alive/"
+
+
+def _client() -> Any:
+    from jax._src.distributed import global_state
+
+    return global_state.client
+
+
+class HostWatch:
+    current_checkpoints: Any = None  # the run's Checkpointer (set by the loop): its confirmed step is safe
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = float(timeout_s)
+        self.active = jax.process_count() > 1 and _client() is not None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.me = jax.process_index()
+
+    def __enter__(self) -> "HostWatch":
+        if self.active:
+            self._beat(str(time.time()))
+            self._thread = threading.Thread(target=self._run, name="host-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if self.active:
+            self._stop.set()
+            # a host that finished is not lost; one that failed is, at once (the others would
+            # wait for it in their next collective)
+            failed = exc_type is not None and not issubclass(exc_type, UserError)
+            with contextlib.suppress(Exception):
+                self._beat(f"failed:{exc_type.__name__}" if failed else "done")
+
+    def _beat(self, value: str) -> None:
+        _client().key_value_set(f"{_PREFIX}{self.me}", f"{value} {socket.gethostname()} {os.getpid()}",
+                                allow_overwrite=True)
+
+    def _run(self) -> None:
+        seen: dict[str, tuple[str, float]] = {}  # host -> (last value, monotonic time it changed)
+        start = time.monotonic()
+        unreachable_since: float | None = None
+        n = jax.process_count()
+        while not self._stop.wait(self.timeout_s / 4):
+            now = time.monotonic()
+            try:
+                self._beat(str(time.time()))
+                entries = dict(_client().key_value_dir_get(_PREFIX))
+                unreachable_since = None
+            except Exception as e:  # noqa: BLE001 - the coordinator (process 0) may be gone
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since > self.timeout_s:
+                    self._lost("0 (the coordinator)", now - unreachable_since, f"unreachable: {type(e).__name__}")
+                continue
+            for i in range(n):
+                if i == self.me:
+                    continue
+                value = entries.get(f"{_PREFIX}{i}")
+                if value is not None and value.startswith("done"):
+                    continue
+                if value is not None and value.startswith("failed:"):
+                    self._lost(f"{i} ({' '.join(value.split()[1:])})", 0.0,
+                               f"it stopped with {value.split()[0][7:]} (see its log)")
+                last = seen.get(str(i))
+                if last is None or last[0] != value:
+                    seen[str(i)] = (value, now if value is not None else start)
+                elif now - last[1] > self.timeout_s:
+                    who = f"{i}" + (f" ({' '.join(value.split()[1:])})" if value else "")
+                    self._lost(who, now - last[1], "no heartbeat")
+
+    def _lost(self, who: str, age: float, why: str) -> None:
+        ck = HostWatch.current_checkpoints
+        step = getattr(ck, "confirmed", None) if ck is not None else None
+        safe = (f"the last complete checkpoint is step {step} in {ck.directory}" if step is not None
+                else "no checkpoint completed in this run")
+        why = why if age == 0 else f"{why} for {age:.0f} s (host_timeout_s={self.timeout_s:g})"
+        print(f"ouro: error: lost host {who}: {why}; "
+              f"{safe}. Host {self.me} stops instead of waiting in a collective; rerun to resume.",
+              file=sys.stderr, flush=True)
+        os._exit(LOST_EXIT)  # the main thread is blocked in a collective that will never return
+
+
+@contextlib.contextmanager
+def agreed(name: str, timeout_s: float = 300.0) -> Iterator[None]:
+    """Run the block; on several processes, process 0's outcome is every process's outcome."""
+    if jax.process_count() == 1 or _client() is None:
+        yield
+        return
+    key = f"ouro/agreed/{name}"
+    if jax.process_index() == 0:
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 - whatever stops process 0 stops everyone
+            _client().key_value_set(key, f"{type(e).__name__}:{' '.join(str(e).split())}")
+            raise
+        _client().key_value_set(key, "ok")
+        return
+    yield
+    verdict = _client().blocking_key_value_get(key, int(timeout_s * 1000))
+    if verdict != "ok":
+        kind, _, message = verdict.partition(":")
+        from ouro.train.runlock import RunLocked
+
+        raise (RunLocked if kind == "RunLocked" else UserError)(f"(process 0) {message}")
