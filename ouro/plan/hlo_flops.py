@@ -9,8 +9,9 @@ into the loop's backend_config on CPU, GPU and TPU) and the most expensive branc
 conditional. The SPMD-partitioned program is per device, so the count is per chip.
 
     dot          2 x prod(output dims) x prod(lhs contracting dims)
-    convolution  2 x prod(output dims) x prod(kernel dims) / kernel output features
-                 (TPU lowers many matmuls to convolutions; padding is counted as executed)
+    convolution  2 x prod(output dims) x kernel input features x window taps, a tap
+                 counted once per lhs_dilate step (TPU lowers matmuls, batched ones too, to
+                 convolutions; zero padding is counted as executed)
 
 Only matrix work is counted, as in the model's own accounting (ouro/model/accounting.py),
 so the two compare directly: executed / model = 1 without remat, > 1 with it. A custom
@@ -108,10 +109,21 @@ def _instr_flops(opcode: str, out: list[int] | None, ins: list, attrs: str) -> f
         lhs = ins[0]
         return 2.0 * math.prod(out) * math.prod(lhs[d] for d in _attr_dims(attrs, "lhs_contracting_dims"))
     if opcode == "convolution" and len(ins) > 1 and ins[1] is not None:
-        labels = re.search(r"dim_labels=\w+_(\w+)->", attrs)
-        kernel = ins[1]
-        o = kernel[labels.group(1).index("o")] if labels and "o" in labels.group(1) else 1
-        return 2.0 * math.prod(out) * math.prod(kernel) / max(o, 1)
+        labels = re.search(r"dim_labels=(\w+)_(\w+)->", attrs)
+        kernel, lhs = ins[1], ins[0]
+        if not labels or "i" not in labels.group(2):
+            return 0.0
+        # taps per window dim that can land on real input: TPU writes matmuls (batched ones
+        # too) as convolutions whose extra dims are spatial, either with lhs_dilate = window
+        # size or over an input of size 1 padded to the window: one real tap per output
+        size = re.search(r"\bsize=([\dx]+)", attrs)
+        dilate = re.search(r"\blhs_dilate=([\dx]+)", attrs)
+        sizes = [int(v) for v in size.group(1).split("x")] if size else []
+        dils = [int(v) for v in dilate.group(1).split("x")] if dilate else [1] * len(sizes)
+        lhs_spatial = sorted((ch, lhs[i]) for i, ch in enumerate(labels.group(1)) if ch.isdigit())
+        ins_sizes = [n for _, n in lhs_spatial] if len(lhs_spatial) == len(sizes) else sizes
+        taps = math.prod(min(-(-w // d), n) for w, d, n in zip(sizes, dils, ins_sizes))
+        return 2.0 * math.prod(out) * taps * kernel[labels.group(2).index("i")]
     return 0.0
 
 
