@@ -158,7 +158,9 @@ def plan(cfg: Any, topology: str, *, text_tokens: int | None = None, margin: flo
     chip = CHIPS[kind]
     devices = topology_devices(topology)
     n = len(devices)
-    data = dataclasses.replace(cfg.data, path=cfg.data.path or "<not read by plan>")
+    # a sharded preset needs a path to validate; the plan never reads the data
+    placeholder = "<not read by plan>" if cfg.data.kind == "sharded" else cfg.data.path
+    data = dataclasses.replace(cfg.data, path=cfg.data.path or placeholder)
     validate(dataclasses.replace(cfg, data=data), n)
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, devices=devices)
     chips = mesh.devices.size
