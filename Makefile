@@ -38,8 +38,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup
 	$(VENV)/bin/ouro demo
 
+# The gs:// tests (emulator, runs on gs://, pod in a box) run one file per process after the
+# rest: in a shared xdist worker, a gcsfs upload after other files' tests was seen to wait
+# forever on the emulator (not yet understood; each file passes in a process of its own).
+GS_TESTS := tests/data/test_gcs.py tests/sim/test_gcs_emulator.py tests/train/test_gcs_run.py tests/sim/test_pod_sim.py
+
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile $(addprefix --ignore=,$(GS_TESTS)) tests
+	for f in $(GS_TESTS); do timeout 1500 $(PY) -m pytest -q -p no:cacheprovider $$f || exit 1; done
 
 # The fault-injection suite with 10 seeded trials per randomised fault (make test runs 1).
 faults: setup

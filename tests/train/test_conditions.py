@@ -107,7 +107,9 @@ def test_latent_runs_are_decoded_with_their_autoencoder(monkeypatch):
 
     monkeypatch.setattr("ouro.vae.load_autoencoder", load)
     z = np.ones((2, 8, 8, 4), np.float32)
-    assert decode(_sampler("latents-smoke"), z) is z  # pixel space: untouched
+    assert decode(_sampler("digits-smoke"), z) is z  # pixel space: untouched
+    with pytest.raises(UserError, match="autoencoder is not recorded"):  # latents, no decoder: refused
+        decode(_sampler("latents-smoke"), z)
     out = decode(_sampler("latents-smoke", ["data.autoencoder=/ae"]), z)
     assert out.shape == (2, 8, 8, 3) and seen["path"] == "/ae"
 
