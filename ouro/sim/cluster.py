@@ -41,6 +41,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _under_tmp(path: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to("/tmp") or Path(path).absolute().is_relative_to("/tmp")
+    except OSError:
+        return False
+
+
 def unshare_works() -> bool:
     """Can we give a process its own mount + UTS namespace (private /tmp, own hostname)?"""
     if not shutil.which("unshare"):
@@ -91,7 +98,10 @@ class Pod:
                  isolate: bool | None = None, devices_per_host: int = 2):
         self.k, self.emulator_url, self.workdir = hosts, emulator_url, Path(workdir)
         self.bucket, self.devices = bucket, devices_per_host
-        self.isolate = unshare_works() if isolate is None else isolate
+        # a private tmpfs on /tmp would hide a checkout or venv that lives under /tmp (a CI
+        # clone there): then separate directories per host, policed by host.py's markers
+        hidden = any(_under_tmp(p) for p in (REPO, Path(sys.prefix), Path(sys.executable)))
+        self.isolate = (unshare_works() and not hidden) if isolate is None else isolate
         self.launches = 0
 
     def env(self, i: int, port: int, *, k: int, extra: dict[str, str] | None = None) -> dict[str, str]:
