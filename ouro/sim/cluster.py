@@ -115,6 +115,8 @@ class Pod:
                "PYTHONUNBUFFERED": "1"}
         if not self.isolate:  # separate directories per host; host.py's markers police them
             home = self.workdir / f"host-{i}"
+            for d in ("home", "tmp", "cache"):  # tempfile ignores a TMPDIR that does not exist (-> /tmp)
+                (home / d).mkdir(parents=True, exist_ok=True)
             env.update(HOME=str(home / "home"), TMPDIR=str(home / "tmp"), OURO_CACHE=str(home / "cache"))
         else:
             env.update(HOME="/tmp/home", TMPDIR="/tmp", OURO_CACHE="/tmp/cache")
