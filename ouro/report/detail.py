@@ -38,6 +38,7 @@ from ouro.report.markdown import fmt, render_json_table, table  # noqa: F401 - r
 from ouro.report.runs import RunDir, closest_preset, discover, read_json, shown_path
 from ouro.runs.status import UNKNOWN
 from ouro.vae.report_section import section_latent_pipeline
+from ouro.vae.report_study import section_text_conditioning
 
 FIGURES = "figures"
 SAMPLE_PATTERNS = ("sample*.png", "*grid*.png")
@@ -310,7 +311,7 @@ def section_pod_plan(ctx: Context) -> str:
 # The report, in order. A new section is a function (ctx) -> Markdown appended here.
 SECTIONS: list[Callable[[Context], str]] = [
     section_runs, section_curves, section_evaluation, section_model, section_families, section_scaling,
-    section_embeddings, section_samples, section_latent_pipeline,
+    section_embeddings, section_samples, section_latent_pipeline, section_text_conditioning,
     section_pod_plan,
 ]
 

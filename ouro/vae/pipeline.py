@@ -32,22 +32,65 @@ def _embed(captions: Sequence[str], progress: bool) -> np.ndarray:
     return np.stack([table[c] for c in captions])
 
 
+def token_settings(max_tokens: int) -> dict[str, Any]:
+    """index.json's text_tokens for Gemma-3 states padded to max_tokens, BOS left out: what
+    `ouro sample` (ouro.train.sample.encode_prompts) needs to encode prompts alike."""
+    from ouro.text import get_encoder
+
+    return {"encoder": "gemma3-270m", "weights_id": get_encoder(progress=False).weights_id,
+            "max_tokens": int(max_tokens), "include_bos": False}
+
+
+def embed_captions(captions: Sequence[str], max_tokens: int, *, progress: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pooled (N, E), states (N, T, E), mask (N, T)) from ONE Gemma pass per unique caption.
+
+    pooled is ouro.text.embed's definition (mean of the final-norm states over the caption's
+    tokens, BOS excluded, L2-normalised) taken from the same states, so both study arms read
+    the very same forward pass; every caption must fit in max_tokens (nothing is cut)."""
+    from ouro.text import embed_tokens, get_encoder
+
+    enc = get_encoder(progress=progress)
+    unique = sorted(set(captions))
+    longest = max(len(ids) - 1 for ids in enc.tokenize(unique))  # tokenize() puts BOS first
+    if longest > max_tokens:
+        raise ValueError(f"text_tokens={max_tokens}: the longest caption has {longest} tokens; "
+                         f"raise it so no caption is cut")
+    states, mask = embed_tokens(unique, max_tokens=max_tokens, encoder=enc, pad_to_max=True,
+                                batch_size=64)
+    mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    pooled = mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+    row = {c: i for i, c in enumerate(unique)}
+    idx = np.asarray([row[c] for c in captions])
+    return pooled[idx].astype(np.float32), states[idx], mask[idx]
+
+
 def encode_shapes_dataset(ae: Any, out_dir: str | Path, *, n: int = 4096, seed: int = 0,
-                          image_size: int = 32, progress: bool = True) -> dict[str, Any]:
-    """Write n shapes examples as latents (float16) + caption embeddings; returns the info."""
+                          image_size: int = 32, progress: bool = True, text_tokens: int = 0) -> dict[str, Any]:
+    """Write n shapes examples as latents (float16) + caption embeddings; returns the info.
+    text_tokens T > 0 also stores the per-token Gemma states (ctx_tokens (T, 640) float16 +
+    ctx_mask) for model.text_input=tokens; the pooled field then comes from the same pass."""
     from ouro.data import write_shards
     from ouro.data.shapes import make_shapes
 
     ds = make_shapes(n, seed=seed, image_size=image_size)
-    latents = ae.encode(ds.images)  # (N, h, w, C) scaled posterior means
-    emb = _embed(ds.captions, progress)
+    latents = np.concatenate([ae.encode(ds.images[i:i + 1024]) for i in range(0, n, 1024)])  # scaled means
+    extra, settings = None, None
+    if text_tokens:
+        emb, states, mask = embed_captions(ds.captions, text_tokens, progress=progress)
+        extra = {"ctx_tokens": np.where(mask[..., None], states, 0).astype(np.float16), "ctx_mask": mask}
+        settings = token_settings(text_tokens)
+    else:
+        emb = _embed(ds.captions, progress)
     # index.json records the autoencoder (runs on these latents decode through it) and the captions
     out = write_shards(out_dir, latents.astype(np.float16), emb, shard_size=1024, captions=list(ds.captions),
+                       extra=extra, text_tokens=settings,
                        encoder={"kind": "autoencoder", "path": str(Path(ae.path).resolve())} if ae.path else None,
                        source={"converter": "encode_shapes_dataset", "n": n, "seed": seed, "image_size": image_size})
     info = {"autoencoder": ae.path, "n": n, "seed": seed, "image_size": image_size,
             "latent_shape": list(latents.shape[1:]), "latent_mean": float(latents.mean()),
-            "latent_std": float(latents.std()), "captions_unique": len(set(ds.captions))}
+            "latent_std": float(latents.std()), "captions_unique": len(set(ds.captions)),
+            "text_tokens": int(text_tokens)}
     write_json(out / "shapes.json", info)
     return info
 

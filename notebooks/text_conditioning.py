@@ -1,0 +1,153 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Text conditioning on the shapes latents: pooled vector vs per-token text
+#
+# The latent pipeline (notebooks/latent_pipeline.py: shapes → autoencoder latents → XUT →
+# decoded samples → the analytic scorer) with the caption read two ways: the one pooled
+# Gemma-3 vector (mean of the final-norm states) or the per-token states + mask concatenated
+# to the image tokens (`model.text_input=tokens`), and the flow knobs on top (timestep shift,
+# t distribution, CFG t-interval). Every arm trains for the SAME training FLOPs by the
+# model's own accounting (`ouro.model.flops_per_image`, text tokens included), so the
+# per-token arm runs fewer steps. Scores: per attribute and whole caption on `n_eval`
+# held-out images (seed 10001) at each CFG scale; a learning curve from every checkpoint.
+# Every step resumes (autoencoder, dataset, each arm's training, every score is cached).
+#
+# Headless: `ouro run notebooks/text_conditioning.py --run-name text_conditioning`.
+
+# %% tags=["parameters"]
+vae_steps: int = 1000  # `ouro vae train --preset shapes` steps (27.7 dB held-out PSNR at 1000)
+n_images: int = 20480  # shapes examples encoded for training (seed 0; 5,184 distinct captions exist)
+text_tokens: int = 16  # T: per-token text padded to this many Gemma tokens (the longest caption fits)
+arms: list[str] = ["tokens", "pooled", "tokens-shift3"]  # names in ouro.vae.study.ARMS, trained in this order
+budget_steps: int = 700  # the pooled arm's steps; every arm gets its training FLOPs
+dim: int = 128  # XUT width (patch 1 on the 8x8x4 latents: 64 image tokens)
+depth: int = 2  # XUT encoder-decoder pairs
+batch_size: int = 32  # global batch (small batches: more steps per FLOP on 2 CPU cores)
+ckpt_every: int = 100  # a checkpoint (and a learning-curve point) every N steps
+cfg_scales: list[float] = [1.0, 3.0, 5.0]  # one scored set per classifier-free guidance scale
+cfg_intervals: list[list[float]] = [[0.0, 0.7]]  # CFG only for lo <= t <= hi (t = 1: noise); best arm
+n_eval: int = 256  # held-out captions sampled and scored per setting
+eval_seed: int = 0  # sampler noise seed
+sample_steps: int = 16  # Euler steps
+curve_n: int = 32  # held-out captions per learning-curve point
+curve_cfg: float = 3.0  # CFG scale of the learning curve
+smoke: bool = False  # True: tiny autoencoder and XUT, a few steps, 16 captions (CI)
+out_dir: str = ""  # artefacts (empty: outputs/runs/text_conditioning)
+
+# %%
+import json
+
+from IPython.display import Image, Markdown, display
+
+from ouro.fileio import write_json
+from ouro.paths import resolve_out_dir
+from ouro.train import train
+from ouro.vae import load_autoencoder
+from ouro.vae import study
+from ouro.vae.pipeline import encode_shapes_dataset
+from ouro.vae.report_study import study_tables
+from ouro.vae.train import train_vae, vae_train_preset
+
+out = resolve_out_dir(out_dir, "text_conditioning")
+image_size, vae_preset = 32, "shapes"
+if smoke:
+    vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 10, 64, 16, 4, 2
+    cfg_scales, cfg_intervals, n_eval, sample_steps, curve_n = [1.0, 3.0], [[0.0, 0.7]], 16, 2, 8
+
+# %% [markdown]
+# ## The autoencoder (its reconstructions are the ceiling)
+
+# %%
+vae_summary = train_vae(vae_train_preset(vae_preset, out_dir=str(out / "vae"), steps=vae_steps,
+                                         warmup_steps=min(100, vae_steps // 2), progress=False))
+print(f"held-out PSNR {vae_summary['test_psnr_db']:.2f} dB after {vae_summary['steps']} steps")
+ae = load_autoencoder(str(out / "vae"))
+
+# %% [markdown]
+# ## Latents + pooled and per-token caption text → one sharded dataset
+
+# %%
+data_dir = out / "latents"
+if not (data_dir / "shapes.json").exists():
+    encode_shapes_dataset(ae, data_dir, n=n_images, image_size=image_size, progress=False, text_tokens=text_tokens)
+info = json.loads((data_dir / "shapes.json").read_text())
+print(info)
+
+# %% [markdown]
+# ## Held-out captions, the ceiling (real and reconstructed images)
+
+# %%
+from ouro.data.shapes import make_shapes
+from ouro.eval.shapes_score import score_shapes
+from ouro.vae.train import psnr
+
+train_captions = make_shapes(n_images, seed=0, image_size=image_size).captions
+test = study.heldout(n_eval, train_captions, text_tokens, image_size=image_size)
+recon = ae.decode(ae.encode(test.shapes.images))
+ceiling = {"real": score_shapes(test.shapes.images, test.shapes.attrs),
+           "reconstructed": {**score_shapes(recon, test.shapes.attrs), "psnr_db": psnr(recon, test.shapes.images)}}
+print(f"{int(test.seen.sum())} of {n_eval} held-out captions also occur in the training set "
+      f"({info['captions_unique']} distinct training captions)")
+print(ceiling)
+
+# %% [markdown]
+# ## The arms, at equal training FLOPs
+
+# %%
+base = study.base_config(data_dir, ae, out_dir=str(out), smoke=smoke, dim=dim, depth=depth,
+                         batch_size=batch_size, ckpt_every=ckpt_every)
+ctx_len = study.text_len(data_dir)
+budget = budget_steps * base.batch_size * study.train_flops(study.arm_config(base, "pooled", flops=1.0,
+                                                                              ctx_len=ctx_len)[0], ctx_len)
+plans = {arm: study.arm_config(base, arm, flops=budget, ctx_len=ctx_len) for arm in arms}
+for arm, (cfg, acc) in plans.items():
+    print(f"{arm}: {acc['steps']} steps x {acc['batch_size']}, {acc['train_flops_per_image'] / 1e6:.1f} MFLOP "
+          f"per training image, {acc['train_flops'] / 1e12:.2f} TFLOP")
+
+# %%
+results = {}
+for arm, (cfg, acc) in plans.items():
+    summary = train(cfg)
+    results[arm] = {**acc, **study.loss_tail(cfg.out_dir)}
+    results[arm]["rows"] = study.score_arm(cfg.out_dir, ae, test, [(c, (0.0, 1.0)) for c in cfg_scales],
+                                           steps=sample_steps, seed=eval_seed)
+    results[arm]["curve"] = study.learning_curve(cfg.out_dir, ae, test[:curve_n], cfg_scale=curve_cfg,
+                                                 steps=sample_steps, seed=eval_seed)
+    print(arm, "s/step", results[arm]["wall_s_total"] / acc["steps"],
+          {r["cfg_scale"]: round(r["all"], 3) for r in results[arm]["rows"]})
+
+# %% [markdown]
+# ## CFG limited to a t-interval, on the best arm at its best scale
+
+# %%
+best_arm, best_row = max(((a, r) for a, v in results.items() for r in v["rows"]), key=lambda ar: ar[1]["all"])
+best_scale = best_row["cfg_scale"] if best_row["cfg_scale"] > 1 else max(cfg_scales)
+results[best_arm]["rows"] = study.score_arm(
+    plans[best_arm][0].out_dir, ae, test,
+    [(c, (0.0, 1.0)) for c in cfg_scales] + [(best_scale, tuple(iv)) for iv in cfg_intervals],
+    steps=sample_steps, seed=eval_seed)
+
+# %%
+report = {"n_eval": n_eval, "eval_seed": eval_seed, "test_seed": 10_001, "train_seed": 0, "sample_steps": sample_steps,
+          "n_images": n_images, "captions_unique": info["captions_unique"], "text_tokens": ctx_len,
+          "heldout_seen": int(test.seen.sum()), "vae": {"steps": vae_summary["steps"],
+                                                        "test_psnr_db": vae_summary["test_psnr_db"]},
+          "model": {"dim": dim, "depth": depth, "batch_size": base.batch_size, "tread_rate": base.tread_rate},
+          "budget_flops": budget, "budget_steps": budget_steps, "ceiling": ceiling, "arms": results,
+          "curve_n": curve_n, "curve_cfg": curve_cfg, "best": {"arm": best_arm, **best_row}}
+write_json(out / "text_conditioning.json", report)
+display(Markdown(study_tables(report)))
+
+# %%
+for arm in arms:
+    grid = out / arm / "study_samples" / f"cfg{best_scale:g}_t0-1_grid.png"
+    if grid.exists():
+        print(arm, f"CFG {best_scale:g}")
+        display(Image(filename=str(grid)))

@@ -1,0 +1,83 @@
+"""The text-conditioning study's tables (notebooks/text_conditioning.py) and its report section:
+runs that wrote text_conditioning.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ATTRS = ("colour", "shape", "size", "position", "all")
+
+
+def _interval(row: dict[str, Any]) -> str:
+    lo, hi = row.get("interval", (0.0, 1.0))
+    return "all t" if (lo, hi) == (0.0, 1.0) else f"t in [{lo:g}, {hi:g}]"
+
+
+def _f(v: Any, spec: str = ".3f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def study_tables(report: dict[str, Any]) -> str:
+    """Markdown: the setup line, the per-arm table (steps, FLOPs, seconds, per-attribute
+    accuracy per CFG setting), the ceiling and the learning curves."""
+    from ouro.report.markdown import table
+
+    arms = report["arms"]
+    head = (f"Every arm: {report['budget_flops'] / 1e12:.2f} training TFLOP (the pooled arm's "
+            f"{report['budget_steps']} steps x batch {report['model']['batch_size']}; XUT D{report['model']['dim']}, "
+            f"depth {report['model']['depth']}, TREAD {report['model']['tread_rate']}). Scored on {report['n_eval']} "
+            f"held-out images (shapes seed {report['test_seed']}; {report['heldout_seen']} of their captions also occur "
+            f"among the {report['captions_unique']} distinct captions of the {report['n_images']} training images), "
+            f"{report['sample_steps']} Euler steps, noise seed {report['eval_seed']}; per-token text T = "
+            f"{report['text_tokens']}; autoencoder {report['vae']['steps']} steps, "
+            f"{report['vae']['test_psnr_db']:.2f} dB.")
+    rows = [[name, "—", "—", "—", "—", "—", *(_f(report["ceiling"][name][k]) for k in ATTRS), "—", "—"]
+            for name in ("real", "reconstructed")]
+    for arm, a in arms.items():
+        for r in a["rows"]:
+            rows.append([arm, str(a["steps"]), f"{a['train_flops'] / 1e12:.2f}", _f(a.get("wall_s_total"), ".0f"),
+                         f"{r['cfg_scale']:g}", _interval(r), *(_f(r[k]) for k in ATTRS),
+                         _f(r.get("all_seen")), _f(r.get("all_unseen"))])
+    main = table(["arm", "steps", "TFLOP", "train s", "CFG", "CFG when", *ATTRS, "all (seen caption)",
+                  "all (unseen caption)"], rows)
+    curve_rows = []
+    for arm, a in arms.items():
+        per_step = a["train_flops"] / max(a["steps"], 1)
+        for p in a.get("curve", []):
+            curve_rows.append([arm, str(p["step"]), f"{p['step'] * per_step / 1e12:.2f}", *(_f(p[k]) for k in ATTRS)])
+    curve = table(["arm", "step", "TFLOP", *ATTRS], curve_rows)
+    losses = table(["arm", "final loss", "s/step", "loss per t-bin (t = 0 … 1)"],
+                   [[arm, _f(a.get("final_loss"), ".4f"), _f((a.get("wall_s_total") or 0) / max(a["steps"], 1), ".2f"),
+                     " ".join(_f(v) for v in a.get("loss_t_bins") or [])] for arm, a in arms.items()])
+    best = report.get("best", {})
+    return "\n\n".join([
+        head, main,
+        f"Best: **{best.get('arm')}** at CFG {best.get('cfg_scale', 0):g}: whole-caption "
+        f"{best.get('all', float('nan')):.3f} (target 0.5; reconstructions {report['ceiling']['reconstructed']['all']:.3f}).",
+        f"Learning curves ({report['curve_n']} held-out captions, CFG {report['curve_cfg']:g}, EMA weights of each "
+        f"checkpoint):", curve, losses])
+
+
+def section_text_conditioning(ctx: Any) -> str:
+    """(ctx: ouro.report.detail.Context) -> Markdown."""
+    from ouro.report.runs import read_json
+
+    parts = ["## Text conditioning study (pooled vs per-token text, flow knobs, equal FLOPs)"]
+    found = [r for r in ctx.runs if (r.path / "text_conditioning.json").exists()]
+    if not found:
+        return "\n\n".join(parts + ["> Not yet run: no text_conditioning.json under outputs/ "
+                                    "(`ouro run notebooks/text_conditioning.py --run-name text_conditioning`)."])
+    for r in found:
+        data = read_json(r.path / "text_conditioning.json")
+        parts.append(f"### `{r.name}`\n\nFrom {r.provenance}.")
+        if not isinstance(data, dict) or "arms" not in data:
+            parts.append("> text_conditioning.json is unreadable.")
+            continue
+        parts.append(study_tables(data))
+        for arm in data["arms"]:
+            scale = data.get("best", {}).get("cfg_scale", 3.0)
+            grid = r.path / arm / "study_samples" / f"cfg{scale:g}_t0-1_grid.png"
+            if grid.exists():
+                parts.append(ctx.figs.add(r.name, grid, f"{r.name}: {arm}, CFG {scale:g}",
+                                          rel=grid.relative_to(r.path)))
+    return "\n\n".join(parts)
