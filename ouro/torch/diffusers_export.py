@@ -5,7 +5,7 @@
     OUT/transformer/          config.json, diffusion_pytorch_model.safetensors (EMA by default),
                               xudit.py (ouro/torch/xudit.py); HDM's state-dict names, plus the
                               run's class table as `class_embeddings` for class-conditional runs
-    OUT/scheduler/            FlowMatchEulerDiscreteScheduler, shift 1 (t = 1 noise, v = eps - x0)
+    OUT/scheduler/            FlowMatchEulerDiscreteScheduler, the run's shift (t = 1 noise, v = eps - x0)
     OUT/vae/                  the run's AutoencoderKL (latent runs only; already diffusers' layout)
     OUT/text_encoder/, tokenizer/   Gemma-3 270M as transformers' Gemma3TextModel + fast tokenizer
                               (runs conditioned on Gemma text embeddings; ouro/torch/gemma.py)
@@ -85,9 +85,13 @@ def export_diffusers(run: str | Path, out: str | Path, *, step: int | None = Non
     tm = build_transformer(cfg, params, class_table=s.class_ctx, dtype=dtype)
     tm.save_pretrained(tmp / "transformer", safe_serialization=True)
     shutil.copyfile(HERE / "xudit.py", tmp / "transformer" / "xudit.py")
-    # shift 1 and no dynamic shifting: sigma = t exactly; the pipeline passes ouro's uniform
-    # grid as the sigmas (the scheduler's default grid ends at 1/1000 instead of 0)
-    FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0).save_pretrained(tmp / "scheduler")
+    # no dynamic shifting: the pipeline passes ouro's grid in the unshifted time as the sigmas
+    # (the scheduler's default grid ends at 1/1000 instead of 0) and the scheduler applies the
+    # run's timestep shift at its training size, s t / (1 + (s - 1) t): ouro's time_grid exactly
+    from ouro.train.sample import run_shift
+
+    shift = run_shift(cfg, cfg.data.image_size, cfg.data.image_size)
+    FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift).save_pretrained(tmp / "scheduler")
     shutil.copyfile(HERE / "pipeline.py", tmp / "pipeline.py")
 
     index: dict[str, Any] = {"_class_name": ["pipeline", "OuroXUTPipeline"], "_diffusers_version": _version(),

@@ -4,14 +4,26 @@
     images = pipe(class_label=[3, 7], num_inference_steps=32, guidance_scale=3.0,
                   generator=torch.Generator().manual_seed(0)).images          # PIL images
     images = pipe(prompt_embeds=vectors, ...)   # pooled text embeddings, as ouro.text.embed gives
+    images = pipe(prompt="a red circle", negative_prompt="a blue square", guidance_scale=4.0,
+                  guidance_interval=(0.0, 0.7), guidance_rescale=0.5)
+    images = pipe(prompt="...", image=start, strength=0.6)          # image-to-image (SDEdit)
 
 ouro's sampler, step for step (ouro/flow/samplers.py): rectified flow with t = 1 noise and
-v = eps - x0; Euler on the uniform grid t_i = 1 - i/N (passed to the scheduler as its sigmas:
-FlowMatchEulerDiscreteScheduler's own default grid stops at 1/num_train_timesteps, not 0);
-classifier-free guidance v = v_uncond + s (v_cond - v_uncond) with both passes in ONE batched
-call, the unconditional one on the family's null condition (an all-zero context for XUT).
-Latent runs decode with the exported AutoencoderKL (latents / scaling_factor + shift_factor);
-pixel runs return the model's output. Images are in [-1, 1] before conversion to PIL.
+v = eps - x0; Euler on ouro's grid (ouro.flow.timesteps.time_grid: uniform in the unshifted
+time, passed to the scheduler as its sigmas, which the scheduler shifts by its `shift`: the
+run's timestep shift, written by the export; its own default grid stops at 1/num_train_timesteps,
+not 0). Guidance, the definitions of ouro/flow/guidance.py line for line:
+
+    v = v_weak + s (v_cond - v_weak)                    both passes in ONE batched call
+    v <- phi v std(v_cond) / std(v) + (1 - phi) v       guidance_rescale phi (std per sample)
+    v = v_cond outside lo <= t <= hi                    guidance_interval (the weak pass is skipped)
+
+v_weak reads the family's null condition (an all-zero context for XUT), or the negative
+prompt's. Image-to-image: the image (pixels, encoded by the VAE; or `image_latents`) is
+noised to t0 = strength, x = (1 - t0) image + t0 noise, then integrated with
+ceil(steps * strength) steps from t0. Latent runs decode with the exported AutoencoderKL
+(latents / scaling_factor + shift_factor); pixel runs return the model's output. Images are
+in [-1, 1] before conversion to PIL.
 
 This file imports only torch, numpy, PIL and diffusers: `ouro export --to diffusers` copies it
 into the exported folder (pipeline.py).
@@ -23,6 +35,47 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+
+FULL = (0.0, 1.0)
+
+
+def check_guidance(scale: float, interval, rescale: float, strength: float) -> None:
+    """The JAX sampler's checks (ouro.flow.guidance.check_guidance, ouro.flow.samplers.sample)."""
+    lo, hi = interval
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"guidance_interval={tuple(interval)}: need 0 <= lo <= hi <= 1 (t = 1 is noise)")
+    if not 0.0 <= rescale <= 1.0:
+        raise ValueError(f"guidance_rescale={rescale}: must be in [0, 1]")
+    if scale < 0:
+        raise ValueError(f"guidance_scale={scale}: must be >= 0")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength={strength}: must be in (0, 1] (1 = start from pure noise)")
+
+
+def rescale_to(v: torch.Tensor, v_ref: torch.Tensor, phi: float) -> torch.Tensor:
+    """Lin et al.'s rescale: blend v with v scaled to v_ref's per-sample (population) std."""
+    if phi == 0.0:
+        return v
+    dims = tuple(range(1, v.ndim))
+    ratio = v_ref.std(dim=dims, keepdim=True, correction=0) / v.std(dim=dims, keepdim=True, correction=0).clamp_min(1e-12)
+    return phi * (v * ratio) + (1.0 - phi) * v
+
+
+def combine(v_cond: torch.Tensor, v_weak: torch.Tensor, scale: float, rescale: float = 0.0) -> torch.Tensor:
+    """The guided velocity inside the guidance interval (ouro.flow.guidance.combine)."""
+    return rescale_to(v_weak + scale * (v_cond - v_weak), v_cond, rescale)
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """Steps over [0, strength]: the full schedule's step density (ouro.flow.samplers.img2img_steps)."""
+    return max(1, int(np.ceil(steps * strength - 1e-9)))
+
+
+def unshifted_grid(steps: int, shift: float, t_start: float = 1.0) -> np.ndarray:
+    """(steps,) unshifted times tau_i = tau_0 (1 - i/steps), tau_0 = unshift(t_start), without the
+    final 0 (the scheduler appends it and applies the shift: ouro.flow.timesteps.time_grid)."""
+    tau0 = t_start / (shift - (shift - 1.0) * t_start)
+    return tau0 * (1.0 - np.arange(steps, dtype=np.float64) / steps)
 
 
 class OuroXUTPipeline(DiffusionPipeline):
@@ -70,6 +123,38 @@ class OuroXUTPipeline(DiffusionPipeline):
             emb = torch.as_tensor(np.asarray(prompt_embeds), dtype=torch.float32)
         return (emb[:, None, :] if emb.ndim == 2 else emb).to(self.device)  # (B, T, E)
 
+    def _negative(self, ctx: torch.Tensor, negative_prompt, negative_class_label, negative_prompt_embeds):
+        """The weak branch's condition (B, T, E): the negative one, repeated to ctx's batch, or None."""
+        given = [a is not None for a in (negative_prompt, negative_class_label, negative_prompt_embeds)]
+        if not any(given):
+            return None
+        neg = self._context(negative_prompt, negative_class_label, negative_prompt_embeds)
+        if neg.shape[0] == 1:
+            neg = neg.expand(ctx.shape[0], -1, -1)
+        if neg.shape != ctx.shape:
+            raise ValueError(f"the negative condition {tuple(neg.shape)} must match the prompt's {tuple(ctx.shape)} "
+                             f"(one negative, or one per prompt)")
+        return neg
+
+    def _image_latents(self, image, b: int, c: int, h: int, w: int) -> torch.Tensor:
+        """image (pixels (B, H, W, 3) or (B, 3, H, W) in [-1, 1], or PIL images) -> the model's
+        data space: the VAE posterior mean, scaled ((z - shift_factor) * scaling_factor)."""
+        if isinstance(image, (list, tuple)) or hasattr(image, "convert"):
+            pics = [image] if hasattr(image, "convert") else list(image)
+            image = np.stack([np.asarray(p.convert("RGB"), np.float32) / 127.5 - 1.0 for p in pics])
+        x = torch.as_tensor(np.array(image, np.float32))  # a copy: inputs may be read-only
+        if x.ndim != 4:
+            raise ValueError(f"image must be (B, H, W, C) or (B, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+            x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+        if self.vae is not None:
+            vc = self.vae.config
+            z = self.vae.encode(x.to(self.device, self.vae.dtype)).latent_dist.mean.float()
+            x = (z - (vc.shift_factor or 0.0)) * vc.scaling_factor
+        if tuple(x.shape[1:]) != (c, h, w) or x.shape[0] not in (1, b):
+            raise ValueError(f"image gives data of shape {tuple(x.shape)}; this run samples ({b}, {c}, {h}, {w})")
+        return x.expand(b, -1, -1, -1).to(self.device, torch.float32)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -85,12 +170,27 @@ class OuroXUTPipeline(DiffusionPipeline):
         num_images_per_prompt: int = 1,
         output_type: str = "pil",
         return_dict: bool = True,
+        negative_prompt: str | list[str] | None = None,
+        negative_class_label: int | list[int] | None = None,
+        negative_prompt_embeds=None,
+        guidance_interval: tuple[float, float] = FULL,
+        guidance_rescale: float = 0.0,
+        image=None,
+        image_latents: torch.Tensor | None = None,
+        strength: float = 1.0,
     ):
         """height/width in pixels (default: the training size recorded in the transformer's
         config). `latents` (B, C, h, w): the initial noise (else drawn with `generator`).
+        negative_*: the weak CFG branch's condition (one, or one per prompt) instead of the null one.
+        guidance_interval (lo, hi): CFG only for lo <= t <= hi (t = 1 noise). guidance_rescale:
+        phi in [0, 1]. image (pixels in [-1, 1] or PIL; VAE-encoded for latent runs) or
+        image_latents (B, C, h, w) in the model's data space: image-to-image at `strength`.
         output_type "pil", "np" (B, H, W, C) in [-1, 1] or "latent"."""
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps={num_inference_steps}: need at least one step")
+        check_guidance(guidance_scale, guidance_interval, guidance_rescale, strength)
+        if image is not None and image_latents is not None:
+            raise ValueError("give image or image_latents, not both")
         cfg = self.transformer.config
         ctx = self._context(prompt, class_label, prompt_embeds).repeat_interleave(num_images_per_prompt, dim=0)
         b = ctx.shape[0]
@@ -103,17 +203,30 @@ class OuroXUTPipeline(DiffusionPipeline):
             latents = torch.randn((b, cfg.in_channels, h, w), generator=generator, device="cpu", dtype=torch.float32)
         x = latents.to(self.device, torch.float32)
 
-        sigmas = np.linspace(1.0, 0.0, num_inference_steps + 1)[:-1]  # ouro's grid; the scheduler appends 0
-        self.scheduler.set_timesteps(sigmas=sigmas, device=self.device)
+        steps, t_start = num_inference_steps, 1.0
+        if image is not None or image_latents is not None:
+            init = (self._image_latents(image, b, cfg.in_channels, h, w) if image is not None
+                    else image_latents.to(self.device, torch.float32).expand(b, -1, -1, -1))
+            steps, t_start = img2img_steps(num_inference_steps, strength), float(strength)
+            x = (1.0 - t_start) * init + t_start * x  # x_t0: the image noised to t0 = strength
+        # ouro's grid in the unshifted time; the scheduler appends 0 and applies the run's shift
+        self.scheduler.set_timesteps(sigmas=unshifted_grid(steps, float(self.scheduler.config.shift), t_start),
+                                     device=self.device)
+        neg = self._negative(ctx, negative_prompt, negative_class_label, negative_prompt_embeds)
+        weak = neg if neg is not None else torch.zeros_like(ctx)  # the null condition: an all-zero context
         cfg_on = guidance_scale != 1.0
-        ctx_in = torch.cat([ctx, torch.zeros_like(ctx)]) if cfg_on else ctx  # [cond; null]
+        lo, hi = guidance_interval
         for i, timestep in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            t = self.scheduler.sigmas[i].to(self.device, torch.float32).expand(ctx_in.shape[0])
-            x_in = torch.cat([x, x]) if cfg_on else x
+            sigma = self.scheduler.sigmas[i].to(self.device, torch.float32)
+            # float32 on both sides: the bounds compare as the JAX sampler's (t >= lo) & (t <= hi)
+            guided = cfg_on and bool((sigma >= np.float32(lo)) & (sigma <= np.float32(hi)))
+            ctx_in = torch.cat([ctx, weak]) if guided else ctx  # [cond; weak] in one call
+            t = sigma.expand(ctx_in.shape[0])
+            x_in = torch.cat([x, x]) if guided else x
             v = self.transformer(x_in.to(dtype), t, ctx_in.to(dtype)).sample.float()
-            if cfg_on:
-                v_cond, v_null = v.chunk(2)
-                v = v_null + guidance_scale * (v_cond - v_null)
+            if guided:
+                v_cond, v_weak = v.chunk(2)
+                v = combine(v_cond, v_weak, guidance_scale, guidance_rescale)
             x = self.scheduler.step(v, timestep, x).prev_sample.float()
 
         if output_type == "latent":
