@@ -32,7 +32,7 @@ depth: int = 2  # XUT encoder-decoder pairs
 batch_size: int = 32  # global batch (small batches: more steps per FLOP on 2 CPU cores)
 ckpt_every: int = 100  # a checkpoint (and a learning-curve point) every N steps
 cfg_scales: list[float] = [1.0, 3.0, 5.0]  # one scored set per classifier-free guidance scale
-cfg_intervals: list[list[float]] = [[0.0, 0.7]]  # CFG only for lo <= t <= hi (t = 1: noise); best arm
+cfg_intervals: list[list[float]] = [[0.0, 0.7]]  # CFG only inside each t-interval (lo, hi), t 1 is noise; best arm
 n_eval: int = 256  # held-out captions sampled and scored per setting
 eval_seed: int = 0  # sampler noise seed
 sample_steps: int = 16  # Euler steps
@@ -57,9 +57,9 @@ from ouro.vae.train import train_vae, vae_train_preset
 
 out = resolve_out_dir(out_dir, "text_conditioning")
 image_size, vae_preset = 32, "shapes"
-if smoke:
-    vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 10, 64, 16, 4, 2
-    cfg_scales, cfg_intervals, n_eval, sample_steps, curve_n = [1.0, 3.0], [[0.0, 0.7]], 16, 2, 8
+if smoke:  # every code path once, with the fewest compiles: two arms, one CFG scale, one batch shape
+    vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 10, 32, 16, 2, 2
+    arms, cfg_scales, cfg_intervals, n_eval, sample_steps, curve_n = ["pooled", "tokens"], [3.0], [[0.0, 0.7]], 8, 2, 8
 
 # %% [markdown]
 # ## The autoencoder (its reconstructions are the ceiling)

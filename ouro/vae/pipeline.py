@@ -41,7 +41,7 @@ def token_settings(max_tokens: int) -> dict[str, Any]:
             "max_tokens": int(max_tokens), "include_bos": False}
 
 
-def embed_captions(captions: Sequence[str], max_tokens: int, *, progress: bool = False
+def embed_captions(captions: Sequence[str], max_tokens: int, *, progress: bool = False, encoder: Any = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pooled (N, E), states (N, T, E), mask (N, T)) from ONE Gemma pass per unique caption.
 
@@ -50,7 +50,7 @@ def embed_captions(captions: Sequence[str], max_tokens: int, *, progress: bool =
     the very same forward pass; every caption must fit in max_tokens (nothing is cut)."""
     from ouro.text import embed_tokens, get_encoder
 
-    enc = get_encoder(progress=progress)
+    enc = encoder or get_encoder(progress=progress)
     unique = sorted(set(captions))
     longest = max(len(ids) - 1 for ids in enc.tokenize(unique))  # tokenize() puts BOS first
     if longest > max_tokens:
