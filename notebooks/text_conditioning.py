@@ -57,9 +57,10 @@ from ouro.vae.train import train_vae, vae_train_preset
 
 out = resolve_out_dir(out_dir, "text_conditioning")
 image_size, vae_preset = 32, "shapes"
-if smoke:  # every code path once, with the fewest compiles: two arms, one CFG scale, one batch shape
+if smoke:  # the study's code paths with the fewest compiles: the per-token arm (the pooled one is
+    # latent_pipeline.py's path), one CFG scale, one batch shape
     vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 10, 32, 16, 2, 2
-    arms, cfg_scales, cfg_intervals, n_eval, sample_steps, curve_n = ["pooled", "tokens"], [3.0], [[0.0, 0.7]], 8, 2, 8
+    arms, cfg_scales, cfg_intervals, n_eval, sample_steps, curve_n = ["tokens"], [3.0], [[0.0, 0.7]], 8, 2, 8
 
 # %% [markdown]
 # ## The autoencoder (its reconstructions are the ceiling)

@@ -56,8 +56,11 @@ def embed_captions(captions: Sequence[str], max_tokens: int, *, progress: bool =
     if longest > max_tokens:
         raise ValueError(f"text_tokens={max_tokens}: the longest caption has {longest} tokens; "
                          f"raise it so no caption is cut")
-    states, mask = embed_tokens(unique, max_tokens=max_tokens, encoder=enc, pad_to_max=True,
-                                batch_size=64)
+    # whole batches only (the last one padded with a repeat): the encoder compiles one shape
+    batch = 16
+    padded = unique + unique[-1:] * (-len(unique) % batch)
+    states, mask = embed_tokens(padded, max_tokens=max_tokens, encoder=enc, pad_to_max=True, batch_size=batch)
+    states, mask = states[:len(unique)], mask[:len(unique)]
     mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
     pooled = mean / np.linalg.norm(mean, axis=-1, keepdims=True)
     row = {c: i for i, c in enumerate(unique)}
