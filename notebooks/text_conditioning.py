@@ -22,6 +22,8 @@
 # Headless: `ouro run notebooks/text_conditioning.py --run-name text_conditioning`.
 
 # %% tags=["parameters"]
+autoencoder: str = ""  # an autoencoder dir to reuse (e.g. an earlier study's out_dir/vae); empty: train one
+latents: str = ""  # a dataset this notebook encoded, to reuse (with its autoencoder); empty: encode one
 vae_steps: int = 1000  # `ouro vae train --preset shapes` steps (27.7 dB held-out PSNR at 1000)
 n_images: int = 20480  # shapes examples encoded for training (seed 0; 5,184 distinct captions exist)
 text_tokens: int = 16  # T: per-token text padded to this many Gemma tokens (the longest caption fits)
@@ -43,11 +45,13 @@ out_dir: str = ""  # artefacts (empty: outputs/runs/text_conditioning)
 
 # %%
 import json
+from pathlib import Path
 
 from IPython.display import Image, Markdown, display
 
+from ouro.errors import UserError
 from ouro.fileio import write_json
-from ouro.paths import resolve_out_dir
+from ouro.paths import project_path, resolve_out_dir
 from ouro.train import train
 from ouro.vae import load_autoencoder
 from ouro.vae import study
@@ -66,19 +70,26 @@ if smoke:  # the study's code paths with the fewest compiles: the per-token arm 
 # ## The autoencoder (its reconstructions are the ceiling)
 
 # %%
-vae_summary = train_vae(vae_train_preset(vae_preset, out_dir=str(out / "vae"), steps=vae_steps,
-                                         warmup_steps=min(100, vae_steps // 2), progress=False))
+if autoencoder:  # an earlier run's: its vae_train.json says how it was trained
+    vae_summary = json.loads((Path(project_path(autoencoder)) / "vae_train.json").read_text())
+else:
+    vae_summary = train_vae(vae_train_preset(vae_preset, out_dir=str(out / "vae"), steps=vae_steps,
+                                             warmup_steps=min(100, vae_steps // 2), progress=False))
+    autoencoder = str(out / "vae")
 print(f"held-out PSNR {vae_summary['test_psnr_db']:.2f} dB after {vae_summary['steps']} steps")
-ae = load_autoencoder(str(out / "vae"))
+ae = load_autoencoder(project_path(autoencoder))
 
 # %% [markdown]
 # ## Latents + pooled and per-token caption text → one sharded dataset
 
 # %%
-data_dir = out / "latents"
+data_dir = Path(project_path(latents)) if latents else out / "latents"
 if not (data_dir / "shapes.json").exists():
     encode_shapes_dataset(ae, data_dir, n=n_images, image_size=image_size, progress=False, text_tokens=text_tokens)
 info = json.loads((data_dir / "shapes.json").read_text())
+n_images, text_tokens = info["n"], info["text_tokens"]  # a reused dataset decides these
+if Path(info["autoencoder"]).resolve() != Path(ae.path).resolve():
+    raise UserError(f"latents={data_dir}: encoded with the autoencoder {info['autoencoder']}, not {ae.path}")
 print(info)
 
 # %% [markdown]
