@@ -80,7 +80,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
             stack.enter_context(HostWatch(cfg.host_timeout_s))  # a lost pod host: one line, no hang
             with agreed("run-lock"):  # a refusal on process 0 stops every host at once
                 for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
-                    stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0))
+                    stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0, ttl_s=cfg.lock_ttl_s))
             return _train(cfg, make_model, stop_after, stop)
     except BaseException:
         for directory in created:  # a run refused in set-up leaves no empty run directory

@@ -147,6 +147,28 @@ def test_stale_gs_lock_of_a_dead_holder_is_taken_over(gcs_emulator, capsys):
     assert "took over a stale lock of pid 1 on host gone-vm" in capsys.readouterr().err
 
 
+def test_lock_ttl_is_the_config_value(gcs_emulator, capsys):
+    """lock_ttl_s decides how long a silent holder is honoured: a holder last heard 60 s ago
+    refuses `train` under lock_ttl_s=90 (the refusal says so) and is taken over at 30 s."""
+    import time
+
+    from ouro.cli import main as ouro
+    from ouro.data import storage
+    from ouro.train.runlock import RunLocked, lock_for
+
+    url = "gs://ouro-test/runs/ttl"
+    holder = {"pid": 4242, "host": "other-vm", "heartbeat": time.time() - 60, "started": "earlier"}
+    storage.put_bytes(f"{url}/run.lock", json.dumps(holder).encode())
+    with pytest.raises(RunLocked, match=r"pid 4242 on host other-vm .*a lock without a heartbeat for 90 s is taken over"):
+        train(override(_cfg(url), ["lock_ttl_s=90"]))
+    cfg = override(preset_config("digits-smoke"), ["lock_ttl_s=30"])
+    with lock_for(url, ttl_s=cfg.lock_ttl_s) as lock:
+        assert lock.generation
+    assert "took over a stale lock of pid 4242 on host other-vm (no heartbeat for 60 s)" in capsys.readouterr().err
+    assert ouro(["train", "--preset", "digits-smoke", "lock_ttl_s=5"]) == 2
+    assert capsys.readouterr().err.strip() == "ouro train: error: lock_ttl_s=5.0: must be >=10"
+
+
 def test_damaged_gs_checkpoint_falls_back_with_a_named_warning(gcs_emulator, tmp_path, monkeypatch):
     """Newest checkpoint on the bucket damaged - an object deleted, then (after the rerun wrote
     step 8 again) one truncated: each resume names the damage and falls back to step 4."""
