@@ -169,6 +169,49 @@ def test_lock_ttl_is_the_config_value(gcs_emulator, capsys):
     assert capsys.readouterr().err.strip() == "ouro train: error: lock_ttl_s=5.0: must be >=10"
 
 
+GS_NOTEBOOK = """\
+# %% tags=["parameters"]
+out_dir = ""
+x = 1
+
+# %%
+from ouro.fileio import write_json
+write_json(out_dir + "/result.json", {"x2": x * 2})
+"""
+
+
+def test_ouro_run_on_gs_keeps_run_json_on_the_bucket_from_process_0(gcs_emulator, tmp_path, monkeypatch, capsys):
+    """`ouro run -p out_dir gs://...` as each pod host runs it: process 1 runs the notebook and
+    writes no record anywhere; process 0 writes run.json and the executed notebook into the
+    bucket's run directory (no local run.json: the VM's disk does not outlive it), `ouro
+    report` reads the status from there, and a completed run there is not run again."""
+    from ouro.cli import main as ouro
+
+    nb = tmp_path / "gsnb.py"
+    nb.write_text(GS_NOTEBOOK)
+    url, runs = "gs://ouro-test/runs/nb", tmp_path / "runs"
+    fs = fsspec.filesystem("gs")
+    args = ["run", str(nb), "-p", "out_dir", url, "-p", "x", "21", "--runs-root", str(runs), "--no-progress"]
+    monkeypatch.setenv("JAX_PROCESS_ID", "1")
+    assert ouro([*args, "--run-name", "nb/host1"]) == 0
+    fs.invalidate_cache()
+    assert json.loads(fs.cat(f"{url}/result.json")) == {"x2": 42}
+    assert not fs.exists(f"{url}/run.json") and (runs / "nb" / "host1" / "gsnb.ipynb").exists()
+    monkeypatch.setenv("JAX_PROCESS_ID", "0")
+    assert ouro([*args, "--run-name", "nb/host0"]) == 0
+    fs.invalidate_cache()
+    rec = json.loads(fs.cat(f"{url}/run.json"))
+    assert rec["status"] == "completed" and rec["parameters"] == {"out_dir": url, "x": 21}
+    assert rec["executed_notebook"] == "gsnb.ipynb" and fs.exists(f"{url}/gsnb.ipynb")
+    assert not list(runs.rglob("run.json"))
+    assert ouro(["report", "--outputs", "gs://ouro-test", "--reports", str(tmp_path / "rep")]) == 0
+    row = next(ln for ln in (tmp_path / "rep" / "Detail.md").read_text().splitlines() if ln.startswith("| `nb` |"))
+    assert "notebook `gsnb.py` (executed: `gsnb.ipynb`)" in row and "| completed |" in row, row
+    capsys.readouterr()
+    assert ouro([*args, "--run-name", "nb/host0"]) == 2
+    assert f"run record {url}/run.json already holds a completed run" in capsys.readouterr().err
+
+
 def test_damaged_gs_checkpoint_falls_back_with_a_named_warning(gcs_emulator, tmp_path, monkeypatch):
     """Newest checkpoint on the bucket damaged - an object deleted, then (after the rerun wrote
     step 8 again) one truncated: each resume names the damage and falls back to step 4."""
