@@ -20,11 +20,14 @@ def gcs_emulator():
     subprocesses too)."""
     import fsspec
 
+    from ouro.data import storage
     from ouro.sim.gcs_emulator import GcsEmulator
 
     em = GcsEmulator(["ouro-test"]).start()
     os.environ.update(em.client_env())
     fsspec.config.conf["gs"] = {"token": "anon"}  # the emulator needs no credentials
-    fsspec.filesystem("gs").clear_instance_cache()
+    # gcsfs's plain client even if it was imported before these variables (papermill imports
+    # it): its zonal/HNS client would wait for ever on a gRPC handshake with the emulator
+    storage.filesystem("gs://ouro-test").clear_instance_cache()
     yield em
     em.stop()

@@ -67,11 +67,12 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     `stop_after`: behave as if preempted once global_step reaches it (save, return) - for
     tests and time-boxed notebook runs; a rerun resumes from there.
     """
-    cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
-    validate(cfg, jax.device_count())
     from ouro.data.storage import check_reachable, is_url
 
-    check_reachable(cfg.out_dir, cfg.ckpt_dir, cfg.data.path)  # gs://: one line naming the URL, before compiling
+    # gs://: one line naming the URL, before compiling - and before index.json is read from it
+    check_reachable(cfg.out_dir, cfg.ckpt_dir, cfg.data.path)
+    cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
+    validate(cfg, jax.device_count())
     writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir else [])
     created = [Path(d) for d in writes if not is_url(d) and not Path(d).exists()]
     try:

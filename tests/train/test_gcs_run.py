@@ -243,10 +243,18 @@ def test_missing_bucket_is_one_line_before_compiling(gcs_emulator, url, expect):
         train(_cfg(url))
 
 
-def test_unreachable_endpoint_is_one_line(gcs_emulator, monkeypatch):
+def test_unreachable_endpoint_is_one_line(gcs_emulator, monkeypatch, tmp_path, capsys):
+    from ouro.cli import main as ouro
+
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(UserError, match=r"gs://ouro-test/x: cannot reach the storage endpoint http://127.0.0.1:9"):
         train(_cfg("gs://ouro-test/x"))
+    # data on the bucket: the line comes before its index.json is read (was a gcsfs trace, exit 1)
+    capsys.readouterr()
+    assert ouro(["train", "--preset", "latents-smoke", "data.path=gs://ouro-test/data", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ouro train: error: gs://ouro-test/data: cannot reach the storage endpoint "
+                          "http://127.0.0.1:9") and "\n" not in err, err
 
 
 def test_no_credentials_is_one_line(gcs_emulator, monkeypatch):
