@@ -7,8 +7,9 @@ A run executes the notebook (jupytext .py or .ipynb) with papermill into
 outputs/runs/<run-name>/: the executed .ipynb, every artefact the notebook writes (its
 `out_dir` parameter points there unless given), and run.json (parameters, git commit,
 package versions, start/end time, status). With `-p out_dir gs://...` (a pod run) run.json
-and the executed notebook go to that gs:// directory instead, from process 0 only. A failing cell exits non-zero, names the cell,
-and keeps the partially executed notebook — the run directory is evidence either way.
+and the executed notebook go to that gs:// directory instead, from process 0 only. A
+failing cell exits non-zero, names the cell, and keeps the partially executed notebook —
+the run directory is evidence either way.
 """
 
 from __future__ import annotations
