@@ -62,8 +62,16 @@ class HostWatch:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.active:
+            if exc is not None and _peer_gone(exc):
+                # a host died inside a collective and the transport saw its socket close
+                # before its heartbeat went quiet: this host is a survivor, not the failure.
+                # Keep beating and let the watch name the silent host (it exits 3); only if
+                # none goes silent is this host's error its own.
+                deadline = time.monotonic() + self.timeout_s * 1.5
+                while time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
+                    time.sleep(0.2)
             self._stop.set()
             # a host that finished is not lost; one that failed is, at once (the others would
             # wait for it in their next collective)
@@ -134,6 +142,14 @@ class HostWatch:
             if all(entries.get(k, "").startswith(("lost:", "done", "failed:")) for k in others):
                 return
             time.sleep(0.2)
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    """A collective that failed because a peer's connection dropped (gloo on CPU: "Connection
+    closed by peer", "Connection reset by peer"), not an error of this host's own."""
+    text = str(exc)
+    return type(exc).__name__ == "JaxRuntimeError" and any(
+        s in text for s in ("closed by peer", "reset by peer", "Socket closed", "Broken pipe"))
 
 
 @contextlib.contextmanager
