@@ -56,8 +56,9 @@ def _emulator_client() -> None:
     os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # for gcsfs imported from now on
     from gcsfs.core import GCSFileSystem
 
-    if fsspec.get_filesystem_class("gs") is not GCSFileSystem:
-        fsspec.register_implementation("gs", GCSFileSystem, clobber=True)
+    for protocol in ("gs", "gcs"):  # Orbax's epath asks for "gcs"
+        if fsspec.get_filesystem_class(protocol) is not GCSFileSystem:
+            fsspec.register_implementation(protocol, GCSFileSystem, clobber=True)
 
 
 def put_bytes(url: str, data: bytes, *, if_absent: bool = False) -> None:
