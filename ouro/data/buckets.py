@@ -135,6 +135,10 @@ class BucketedIndex:
         """The fields of the first bucket (all share every field but the latents' H, W)."""
         return self.indexes[0].fields
 
+    @property
+    def text_tokens(self) -> dict[str, Any] | None:
+        return self.indexes[0].text_tokens
+
     def bucket_url(self, i: int) -> str:
         return storage.join(self.url, self.buckets[i].name)
 
