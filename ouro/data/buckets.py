@@ -5,8 +5,9 @@ out on disk.
 A bucket set has about one area budget: `--buckets auto` (with `--size S`) takes every width
 that is a multiple of `step` px, gives it the tallest multiple-of-`step` height whose area is
 <= S*S (the SDXL/NovelAI rule), and keeps those whose long/short side ratio is <= max_aspect.
-At S=32, step 8, max_aspect 2: 40x24, 32x32, 24x40 (H x W; 960-1024 px, 3 buckets). An
-explicit list (`--buckets 32x32,24x40,40x24`, H x W) is taken as given. An image goes to the
+At S=32, step 8, max_aspect 2: 40x24, 32x32, 24x40 (W x H; 960-1024 px, 3 buckets). An
+explicit list (`--buckets 32x32,40x24,24x40`) is taken as given. Sizes are written W x H
+everywhere a user reads or types them (as `ouro sample --size WxH`); arrays are (H, W). An image goes to the
 bucket whose log aspect ratio is nearest its own (ties: the larger area), is centre-cropped
 the least amount to that aspect, then resized: its aspect is kept up to that crop.
 
@@ -15,11 +16,11 @@ one has the same shape: a static shape per bucket, one compile per bucket in tra
 
     <dataset>/index.json        {"format": "ouro-shards", "version": 1, "rows": N,
                                  "name", "encoder", "source",
-                                 "buckets": [{"name": "b24x40", "pixels": [24, 40],
+                                 "buckets": [{"name": "b40x24", "pixels": [24, 40],
                                               "latents": [h, w], "rows": n}, ...],
                                  "bucketing": {"spec": "auto", "size": 32, "step": 8,
                                                "max_aspect": 2.0}}
-    <dataset>/b24x40/index.json an ordinary dataset (ouro/data/format.py) of that bucket's rows
+    <dataset>/b40x24/index.json an ordinary dataset (ouro/data/format.py) of that bucket's rows
 "latents" is the bucket in the model's data space: the pixel bucket / the autoencoder's
 downsampling (= pixels for a pixel dataset). Global row r of the bucketed dataset is row
 r - offset[b] of bucket b, buckets in index order.
@@ -50,24 +51,24 @@ class Bucket:
 
     @property
     def name(self) -> str:
-        return f"b{self.pixels[0]}x{self.pixels[1]}"
+        return f"b{self.pixels[1]}x{self.pixels[0]}"  # W x H, as users write sizes
 
     @property
     def label(self) -> str:
-        """The data-space size as `HxW` (what data.buckets, compile counts and --size name)."""
-        return f"{self.latents[0]}x{self.latents[1]}"
+        """The data-space size as `WxH` (how data.buckets and the compile counts name it)."""
+        return f"{self.latents[1]}x{self.latents[0]}"
 
 
 def parse_sizes(spec: str, what: str = "--buckets") -> list[tuple[int, int]]:
-    """'32x32,24x40' -> [(32, 32), (24, 40)] (H x W); UserError naming `what` otherwise."""
+    """'32x32,40x24' (W x H) -> [(32, 32), (24, 40)] as (H, W); UserError naming `what` otherwise."""
     out = []
     for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
         m = re.fullmatch(r"(\d+)x(\d+)", part)
         if not m or not int(m[1]) or not int(m[2]):
-            raise UserError(f"{what} {spec}: {part!r} is not HxW (positive integers, e.g. 24x40)")
-        out.append((int(m[1]), int(m[2])))
+            raise UserError(f"{what} {spec}: {part!r} is not WxH (positive integers, e.g. 40x24)")
+        out.append((int(m[2]), int(m[1])))
     if not out:
-        raise UserError(f"{what} {spec!r}: expected 'auto' or a list of HxW sizes, e.g. 32x32,24x40,40x24")
+        raise UserError(f"{what} {spec!r}: expected 'auto' or a list of WxH sizes, e.g. 32x32,40x24,24x40")
     if len(set(out)) != len(out):
         raise UserError(f"{what} {spec}: a size is listed twice")
     return out
@@ -93,7 +94,7 @@ def make_buckets(spec: str, *, size: int, step: int, max_aspect: float, downsamp
     sizes = auto_sizes(size, step, max_aspect) if spec == "auto" else parse_sizes(spec)
     for h, w in sizes:
         if h % downsample or w % downsample:
-            raise UserError(f"--buckets: {h}x{w} px is not a multiple of the autoencoder's downsampling "
+            raise UserError(f"--buckets: {w}x{h} px is not a multiple of the autoencoder's downsampling "
                             f"({downsample}); pick sizes (or --bucket-step) that are")
     return [Bucket((h, w), (h // downsample, w // downsample)) for h, w in sizes]
 

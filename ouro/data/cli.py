@@ -65,9 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                             "tokens, + their mask (fields ctx_tokens, ctx_mask: MMDiT "
                             "model.text_input=tokens); 0 = pooled embeddings only")
         if name == "from-images":
-            s.add_argument("--buckets", default=None, metavar="auto|HxW,...",
+            s.add_argument("--buckets", default=None, metavar="auto|WxH,...",
                            help="multi-aspect: keep each image's aspect in the nearest of these aspect "
-                                "buckets (H x W px, e.g. 32x32,24x40,40x24), or 'auto': every bucket of "
+                                "buckets (W x H px, e.g. 32x32,40x24,24x40), or 'auto': every bucket of "
                                 "area <= --size^2 on a --bucket-step grid within --max-aspect; one dataset "
                                 "per bucket under OUT (static shapes: one compile per bucket)")
             s.add_argument("--bucket-step", type=int, default=None, metavar="PX",
@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
             index = convert.convert_images(args.src, args.out, buckets=args.buckets, bucket_step=args.bucket_step,
                                            max_aspect=args.max_aspect, **common)
             if hasattr(index, "buckets"):
-                sizes = ", ".join(f"{b.pixels[0]}x{b.pixels[1]} px ({b.rows})" for b in index.buckets)
+                sizes = ", ".join(f"{b.pixels[1]}x{b.pixels[0]} px ({b.rows})" for b in index.buckets)
                 print(f"ouro data {args.cmd}: wrote {index.rows} rows in {len(index.buckets)} aspect buckets to "
                       f"{args.out}: {sizes}")
                 return 0

@@ -47,8 +47,8 @@ class DatasetInfo:
 
     @property
     def bucket_sizes(self) -> str:
-        """data.buckets: 'HxW,HxW' in data space ('' for a square dataset)."""
-        return ",".join(f"{h}x{w}" for h, w, _ in self.buckets)
+        """data.buckets: 'WxH,WxH' in data space ('' for a square dataset)."""
+        return ",".join(f"{w}x{h}" for h, w, _ in self.buckets)
 
     @property
     def where(self) -> str:

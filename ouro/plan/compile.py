@@ -185,7 +185,8 @@ def plan(cfg: Any, topology: str, *, text_tokens: int | None = None, margin: flo
     row: dict[str, Any] = {
         "name": cfg.name, "topology": topology, "platform": "tpu" if kind != "cpu" else "cpu (simulated)",
         "chips": chips, "mesh": {"data": int(mesh.shape["data"]), "fsdp": int(mesh.shape["fsdp"])},
-        "global_batch": b, "per_chip_batch": b / chips, "size": "x".join(map(str, shapes["x"][1:3])), "microbatches": cfg.microbatches,
+        "global_batch": b, "per_chip_batch": b / chips, "microbatches": cfg.microbatches,
+        "size": "{2}x{1}".format(*shapes["x"]),  # W x H compiled: the largest aspect bucket, if any
         "dtype": getattr(model, "dtype", None), "remat": getattr(model, "remat", None),
         "tread_rate": cfg.tread_rate, "hbm_bytes": chip.hbm_gib * GIB, "margin": margin,
         "params_bytes": _per_chip_bytes(st["params"], sh["params"]),
@@ -299,7 +300,7 @@ def main(argv: list[str]) -> int:
     if cfg.data.path:  # a dataset named: its shapes (and aspect buckets: the largest is compiled)
         from ouro.train.fit_data import explicit_keys, fit_to_dataset
 
-        cfg = fit_to_dataset(cfg, explicit_keys(args.overrides))
+        cfg = fit_to_dataset(cfg, explicit_keys(args.overrides), preset=args.preset)
     name = default_name(args.preset, args.topology, args.overrides + (["fit"] if args.fit else []))
     out = args.out or project_root() / "outputs" / "plan" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ class DataConfig:
     autoencoder: str = ""  # AutoencoderKL dir the latents came from ("" = pixel space); sampling decodes with it
     space: Literal["pixels", "latents"] = "pixels"  # what x is (from index.json): latents are never written as PNGs raw
     holdout: int = 0  # sharded: the last N rows are not trained on; their captions are the sample prompts
-    # aspect buckets "HxW,..." in data space (from a bucketed dataset's index.json: one compile each;
+    # aspect buckets "WxH,..." in data space (from a bucketed dataset's index.json: one compile each;
     # image_size is then the side of their square area budget); "" = every image image_size^2
     buckets: str = ""
     mode: Literal["auto", "preload", "stream"] = "auto"  # sharded: RAM preload if the host's share fits

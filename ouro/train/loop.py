@@ -205,7 +205,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         bar = progress_bar(total=cfg.steps, initial=step, desc=desc, unit="step")
     t_window, window_start = time.perf_counter(), step
     first_step = step
-    bucket_steps: dict[str, int] = {}  # steps this call took per batch size "HxW" (aspect buckets)
+    bucket_steps: dict[str, int] = {}  # steps this call took per batch size "WxH" (aspect buckets)
     while step < cfg.steps:
         # a signal during set-up: nothing new to save (on several hosts the loop runs on to the
         # next agreed check instead: one host leaving alone would hang the others' collectives).
@@ -214,7 +214,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         if stop and step == first_step and jax.process_count() == 1:
             break
         local = next(data)
-        size = "x".join(str(d) for d in local["x"].shape[1:3])
+        size = "{2}x{1}".format(*local["x"].shape)  # W x H
         bucket_steps[size] = bucket_steps.get(size, 0) + 1
         state = trainer.step(state, shd.global_batch(local, mesh))
         step += 1
@@ -259,7 +259,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
         "git": git_commit(),  # provenance for `ouro report`
-        # this call's compiles of the train step and steps, per batch size "HxW": an aspect-
+        # this call's compiles of the train step and steps, per batch size "WxH": an aspect-
         # bucketed run compiles once per bucket it has drawn (ouro/data/bucket_loader.py)
         "compiles": dict(trainer.compiles), "steps_per_size": bucket_steps,
     }

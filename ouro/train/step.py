@@ -72,7 +72,7 @@ class Trainer:
     abstract_state: dict
     state_shardings: dict
     jitted_step: Any  # jax.jit of the step; donates the state
-    # traces of the step per batch size "HxW" (each trace is one XLA compile): one per aspect
+    # traces of the step per batch size "WxH" (each trace is one XLA compile): one per aspect
     # bucket is the design; more would be a recompile to find
     compiles: dict[str, int] = dataclasses.field(default_factory=dict)
 
@@ -182,7 +182,7 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
 
     def train_step(state: dict, batch: dict) -> dict:
         # Python here runs only while jax traces: once per new input signature, i.e. per compile
-        size = "x".join(str(d) for d in batch["x"].shape[1:3])
+        size = "{2}x{1}".format(*batch["x"].shape)  # W x H
         compiles[size] = compiles.get(size, 0) + 1
         key = jax.random.wrap_key_data(state["rng"])
         key, k_drop, k_loss = jax.random.split(key, 3)

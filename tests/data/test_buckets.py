@@ -27,19 +27,19 @@ def fake_embed(texts):
 
 
 def test_auto_buckets_share_one_area_budget_and_images_go_to_the_nearest_aspect():
-    assert auto_sizes(32, 8) == [(24, 40), (32, 32), (40, 24)]  # H x W, widest first
+    assert auto_sizes(32, 8) == [(24, 40), (32, 32), (40, 24)]  # (H, W), widest first
     assert auto_sizes(16, 4) == [(12, 20), (16, 16), (20, 12)]
     sdxl = auto_sizes(1024, 64)
     assert (1024, 1024) in sdxl and (832, 1216) in sdxl and (768, 1344) in sdxl
     assert all(h * w <= 1024 ** 2 and max(h, w) / min(h, w) <= 2 and h % 64 == w % 64 == 0 for h, w in sdxl)
     buckets = make_buckets("auto", size=32, step=8, max_aspect=2.0, downsample=1)
     assert [nearest(h, w, buckets) for h, w in [(100, 200), (90, 100), (300, 100), (30, 45)]] == [0, 1, 2, 0]
-    latent = make_buckets("24x40,32x32", size=32, step=8, max_aspect=2.0, downsample=8)
-    assert [b.latents for b in latent] == [(3, 5), (4, 4)] and latent[0].name == "b24x40"
-    with pytest.raises(UserError, match=r"--buckets 24x40,3x: '3x' is not HxW"):
-        make_buckets("24x40,3x", size=32, step=8, max_aspect=2.0, downsample=1)
+    latent = make_buckets("40x24,32x32", size=32, step=8, max_aspect=2.0, downsample=8)
+    assert [b.latents for b in latent] == [(3, 5), (4, 4)] and latent[0].name == "b40x24" and latent[0].label == "5x3"  # W x H
+    with pytest.raises(UserError, match=r"--buckets 40x24,3x: '3x' is not WxH"):
+        make_buckets("40x24,3x", size=32, step=8, max_aspect=2.0, downsample=1)
     with pytest.raises(UserError, match="not a multiple of the autoencoder's downsampling \\(8\\)"):
-        make_buckets("20x40", size=32, step=8, max_aspect=2.0, downsample=8)
+        make_buckets("40x20", size=32, step=8, max_aspect=2.0, downsample=8)
 
 
 def _image(path, w, h, left=0.15):
@@ -53,7 +53,7 @@ def _image(path, w, h, left=0.15):
 
 @pytest.fixture
 def photos(tmp_path, monkeypatch):
-    """Images of three aspects (W x H): wide 40x24 (-> 12x20 at --size 16), tall 24x40,
+    """Images of three aspects (W x H): wide 40x24 (-> the 20x12 bucket at --size 16), tall 24x40,
     square 30x30, and a 36x24 (3:2, nearest the wide bucket); captions beside them."""
     monkeypatch.setattr("ouro.data.convert.images.default_embed", fake_embed)  # no Gemma in this test
     d = tmp_path / "photos"
@@ -70,14 +70,14 @@ def test_from_images_buckets_cli_keeps_each_aspect(photos, tmp_path, capsys):
     assert ouro(["data", "from-images", str(photos), "--out", str(out), "--size", "16", "--buckets", "auto",
                  "--no-progress"]) == 0
     said = capsys.readouterr().out
-    assert "wrote 4 rows in 3 aspect buckets" in said and "12x20 px (2)" in said
+    assert "wrote 4 rows in 3 aspect buckets" in said and "20x12 px (2)" in said
     index = read_buckets(str(out))
     assert [(b.pixels, b.rows) for b in index.buckets] == [((12, 20), 2), ((16, 16), 1), ((20, 12), 1)]
-    wide = read_index(str(out / "b12x20"))
+    wide = read_index(str(out / "b20x12"))
     assert wide.fields["latents"].shape == (12, 20, 3)
     from ouro.data.source import ShardedSource
 
-    rows = ShardedSource(str(out / "b12x20"), ("latents", "captions")).read(np.arange(2))
+    rows = ShardedSource(str(out / "b20x12"), ("latents", "captions")).read(np.arange(2))
     assert [c.decode() for c in rows["captions"]] == ["a a_wide picture", "a d_three_two picture"]
     x = rows["latents"].astype(np.float32)
     # the 40x24 image has exactly the bucket's aspect: nothing cropped, both bands at the edges
@@ -88,7 +88,7 @@ def test_from_images_buckets_cli_keeps_each_aspect(photos, tmp_path, capsys):
                  "--no-progress"]) == 0
     sq = ShardedSource(str(tmp_path / "sq"), ("latents",)).read(np.arange(1))["latents"].astype(np.float32)
     np.testing.assert_allclose(sq[0, :, 0], np.broadcast_to(np.array(GREEN) / 127.5 - 1, (16, 3)), atol=0.05)
-    tall = ShardedSource(str(out / "b20x12"), ("latents",)).read(np.arange(1))["latents"]
+    tall = ShardedSource(str(out / "b12x20"), ("latents",)).read(np.arange(1))["latents"]
     assert tall.shape == (1, 20, 12, 3)
 
     capsys.readouterr()
@@ -98,7 +98,7 @@ def test_from_images_buckets_cli_keeps_each_aspect(photos, tmp_path, capsys):
     from ouro.data.describe import describe
 
     info = describe(str(out))
-    assert (info.image_size, info.bucket_sizes, info.rows) == (16, "12x20,16x16,20x12", 4)
+    assert (info.image_size, info.bucket_sizes, info.rows) == (16, "20x12,16x16,12x20", 4)
     with pytest.raises(UserError, match="a bucketed dataset \\(3 aspect buckets\\)"):
         read_index(str(out))
     # a bucket that disagrees with the list is named
@@ -123,15 +123,15 @@ def test_from_images_buckets_through_an_autoencoder_are_pixel_buckets_over_its_d
     ae = save_diffusers(model, tmp_path / "vae")
     out = tmp_path / "lat"
     assert ouro(["data", "from-images", str(photos), "--out", str(out), "--size", "16", "--buckets",
-                 "16x16,12x20", "--autoencoder", str(ae), "--no-progress"]) == 0
+                 "16x16,20x12", "--autoencoder", str(ae), "--no-progress"]) == 0
     index = read_buckets(str(out))
     assert [(b.pixels, b.latents, b.rows) for b in index.buckets] == [((16, 16), (4, 4), 2), ((12, 20), (3, 5), 2)]
-    assert read_index(str(out / "b12x20")).fields["latents"].shape == (3, 5, 4)
+    assert read_index(str(out / "b20x12")).fields["latents"].shape == (3, 5, 4)
     assert index.meta["encoder"]["kind"] == "autoencoder" and index.bucketing["downsample"] == 4  # the tall image: square
 
 
 # -- the loader ------------------------------------------------------------------------------
-SIZES = {(8, 8): 21, (4, 12): 13, (12, 4): 5}  # 5 rows < a batch of 6: never trained on
+SIZES = {(8, 8): 21, (4, 12): 13, (12, 4): 5}  # (H, W): rows; 5 rows < a batch of 6: never trained on
 
 
 def make_bucketed(path, sizes=SIZES, width=8):
@@ -158,8 +158,8 @@ def rows_of(batch):
 def test_bucketed_loader_single_bucket_batches_in_proportion_and_host_independent(tmp_path):
     ds = make_bucketed(tmp_path / "ds")
     one = sharded_loader(str(ds), 6, seed=3, holdout=3)  # holdout: the last 3 rows of the 8x8 bucket
-    # an epoch: 8x8 has 21 - 3 = 18 rows -> 3 steps, 4x12 13 -> 2 steps (1 row left over), 12x4 none
-    assert one.steps_per_epoch == 5 and one.order.skipped == ["12x4"]
+    # an epoch: 8x8 has 21 - 3 = 18 rows -> 3 steps, 12x4 (W x H) 13 -> 2 steps (1 row left over), 4x12 none
+    assert one.steps_per_epoch == 5 and one.order.skipped == ["4x12"]
     seen = [next(one) for _ in range(15)]
     shapes = [b["x"].shape[1:3] for b in seen]
     for e in range(3):
@@ -171,7 +171,7 @@ def test_bucketed_loader_single_bucket_batches_in_proportion_and_host_independen
         lo, hi = (0, 18) if b["x"].shape[1] == 8 else (21, 34)
         assert len(r) == 6 and (lo <= r).all() and (r < hi).all()  # one bucket, never held-out rows
         np.testing.assert_array_equal(b["ctx"][:, 0, 0], r)  # embeddings travel with their latents
-    # each epoch visits 18 distinct 8x8 rows and 12 of the 13 4x12 rows
+    # each epoch visits 18 distinct 8x8 rows and 12 of the 13 12x4 rows
     first = np.concatenate([rows_of(b) for b in seen[:5]])
     assert len(set(first)) == 30
 
@@ -186,7 +186,7 @@ def test_bucketed_loader_single_bucket_batches_in_proportion_and_host_independen
     for _ in range(7):
         next(again)
     state = again.state()
-    assert state["buckets"] == "8x8:18,4x12:13,12x4:5"
+    assert state["buckets"] == "8x8:18,12x4:13,4x12:5"
     resumed = sharded_loader(str(ds), 6, seed=3, holdout=3)
     resumed.restore(json.loads(json.dumps(state)))
     for b in seen[7:]:

@@ -171,7 +171,7 @@ def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
                    buckets: str | None = None, bucket_step: int | None = None,
                    max_aspect: float | None = None) -> Index:
     """`encoder`: index.json's record of `encode` (ouro.data.convert.plan.encoder_from_spec);
-    `name`: the dataset's name (default: out_dir's folder). `buckets` ("auto" or "HxW,...")
+    `name`: the dataset's name (default: out_dir's folder). `buckets` ("auto" or "WxH,...")
     keeps each image's aspect in a bucket of about size^2 pixels (ouro/data/convert/bucketed.py)."""
     root = Path(src_dir)
     if not root.is_dir():
