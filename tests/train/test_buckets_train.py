@@ -71,6 +71,9 @@ def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_
     assert (data["buckets"], data["image_size"]) == ("20x12,16x16,12x20", 16)
     assert saved["train"]["model"]["patch_size"] == 2  # own-data: 16 px -> patch 2 divides every bucket
     assert saved["dataset"]["buckets"] == [[12, 20, 14], [16, 16, 8], [20, 12, 8]]
+    from ouro.report.runs import RunDir
+
+    assert RunDir("run", run).dataset == "ds 16×16×3 in 3 aspect buckets"  # how the report groups it
     # previews: held-out captions of the most common bucket, drawn at its 20x12 size
     prompts = json.loads((run / "train_samples" / "prompts.json").read_text())
     assert prompts["prompts"] == ["picture 0 12", "picture 0 13"] and prompts["held_out"]
