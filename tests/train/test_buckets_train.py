@@ -42,21 +42,7 @@ def bucketed(tmp_path, monkeypatch):
     return tmp_path / "ds"
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """A persistent XLA cache for this file: the resumed run and the plan reuse the first run's
-    executables (the step is still traced once per bucket: what `compiles` counts)."""
-    import jax
-
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-
-
-def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_path, capsys, compile_cache):
+def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_path, capsys):
     run = tmp_path / "run"
     # 20x12: 14 - 2 held out = 12 rows -> 3 steps an epoch; 16x16 and 12x20: 2 each -> 7 steps
     assert ouro(["train", f"data.path={bucketed}", f"out_dir={run}", "steps=6", *TINY]) == 0
@@ -102,7 +88,7 @@ def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_
     assert tall.shape == (2, 20, 12, 3) and np.isfinite(tall).all()
 
 
-def test_plan_compiles_the_largest_bucket(bucketed, tmp_path, compile_cache):
+def test_plan_compiles_the_largest_bucket(bucketed, tmp_path):
     from ouro.plan.compile import largest_size, main
 
     from ouro.train.config import DataConfig
