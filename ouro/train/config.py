@@ -31,6 +31,9 @@ class DataConfig:
     autoencoder: str = ""  # AutoencoderKL dir the latents came from ("" = pixel space); sampling decodes with it
     space: Literal["pixels", "latents"] = "pixels"  # what x is (from index.json): latents are never written as PNGs raw
     holdout: int = 0  # sharded: the last N rows are not trained on; their captions are the sample prompts
+    # aspect buckets "WxH,..." in data space (from a bucketed dataset's index.json: one compile each;
+    # image_size is then the side of their square area budget); "" = every image image_size^2
+    buckets: str = ""
     mode: Literal["auto", "preload", "stream"] = "auto"  # sharded: RAM preload if the host's share fits
     groups: int = 1  # sharded: row groups; hosts dividing it preload only their 1/P (ouro/data/pipeline.py)
     workers: int = 4  # sharded streaming: reader threads (I/O releases the GIL)
@@ -288,6 +291,17 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     if patch:
         _check(cfg.data.image_size % patch == 0, "model.patch_size",
                f"{patch} does not divide data.image_size={cfg.data.image_size}")
+    if cfg.data.buckets:
+        from ouro.data.buckets import parse_sizes
+        from ouro.errors import UserError
+
+        try:
+            sizes = parse_sizes(cfg.data.buckets, "data.buckets=")
+        except UserError as e:
+            raise ConfigError(str(e), key="data.buckets") from None
+        for h, w in sizes:
+            _check(not patch or (h % patch == 0 and w % patch == 0), "model.patch_size",
+                   f"{patch} does not divide aspect bucket {h}x{w} (data.buckets)")
     if get("in_channels") is not None:
         _check(get("in_channels") == cfg.data.channels, "model.in_channels",
                f"{get('in_channels')} != data.channels={cfg.data.channels}")

@@ -36,19 +36,6 @@ def _final_arrays(ckpt_dir, cfg):
     return ck.all_steps(), {k: np.asarray(v) for k, v in flatten(jax.device_get(state)).items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def xla_cache(tmp_path_factory):
-    """Every train() here compiles the same step: compile it once (numerics unchanged)."""
-    import jax
-
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, gcs_emulator):
     out = tmp_path_factory.mktemp("ref")
