@@ -8,6 +8,23 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("WANDB_MODE", "offline")
 
+# One persistent XLA compilation cache for the whole test session: both xdist workers and
+# every child process (CLI runs, notebook kernels, fault trials) inherit it through the
+# environment, so the tiny presets that dozens of tests train are compiled once. The key
+# covers the HLO, the flags and the devices, so a hit is never stale and numerics are
+# unchanged. The controller (or a lone pytest process) creates it and removes it at exit;
+# multi-host launchers strip JAX_* from their hosts' environment (ouro/sim/cluster.py): a
+# host that hits the cache while another compiles would time out gloo's rendezvous.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _xla_cache = tempfile.mkdtemp(prefix="ouro-test-xla-")
+    atexit.register(shutil.rmtree, _xla_cache, True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _xla_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
 
 import pytest  # noqa: E402
 
@@ -20,11 +37,14 @@ def gcs_emulator():
     subprocesses too)."""
     import fsspec
 
+    from ouro.data import storage
     from ouro.sim.gcs_emulator import GcsEmulator
 
     em = GcsEmulator(["ouro-test"]).start()
     os.environ.update(em.client_env())
     fsspec.config.conf["gs"] = {"token": "anon"}  # the emulator needs no credentials
-    fsspec.filesystem("gs").clear_instance_cache()
+    # gcsfs's plain client even if it was imported before these variables (papermill imports
+    # it): its zonal/HNS client would wait for ever on a gRPC handshake with the emulator
+    storage.filesystem("gs://ouro-test").clear_instance_cache()
     yield em
     em.stop()

@@ -32,6 +32,29 @@ def check_token_rows(source: ShardedSource, i: int, tokens: np.ndarray, mask: np
 
 
 def check_dataset(url: str, *, progress: bool = True) -> dict[str, Any]:
+    """A bucketed dataset (ouro/data/buckets.py): the top-level list against every bucket's
+    index (rows, latent shapes, shared fields), then each bucket checked as a dataset."""
+    from ouro.data.buckets import is_bucketed, read_buckets
+
+    if not is_bucketed(url):
+        return _check_one(url, progress=progress)
+    index = read_buckets(url)
+    per = [_check_one(index.bucket_url(i), progress=progress) for i in range(len(index.buckets))]
+    ranges = {}
+    for r in per:
+        for f, (a, b) in r["value_range"].items():
+            lo, hi = ranges.get(f, (a, b))
+            ranges[f] = [min(lo, a), max(hi, b)]
+    return {"dataset": index.url, "rows": index.rows, "shards": sum(r["shards"] for r in per),
+            "buckets": [{"name": b.name, "pixels": list(b.pixels), "latents": list(b.latents), "rows": b.rows}
+                        for b in index.buckets],
+            "bucketing": index.bucketing, "fields": per[0]["fields"] | {"latents": {
+                "dtype": per[0]["fields"]["latents"]["dtype"], "shape": ["H", "W", index.fields["latents"].shape[2]]}},
+            "bytes": sum(r["bytes"] for r in per), "value_range": ranges,
+            **({"text_tokens": per[0]["text_tokens"]} if "text_tokens" in per[0] else {})}
+
+
+def _check_one(url: str, *, progress: bool) -> dict[str, Any]:
     from ouro.data.format import read_index
 
     index = read_index(url)

@@ -3,6 +3,7 @@
     ouro data from-pt shards/*.pt --out /data/latents             # Ouroboros PT files
     ouro data from-images photos/ --out /data/px256 --size 256    # images + captions
     ouro data from-images photos/ --out /data/px256t --text-tokens 64   # + per-token text (MMDiT)
+    ouro data from-images photos/ --out /data/px256a --size 256 --buckets auto   # multi-aspect
     ouro data from-parquet cifar10/ --label-column label --out /data/cifar --size 32
     ouro data check /data/latents          # or gs://bucket/latents
 Converters are resumable: rerun the same command after an interruption.
@@ -26,7 +27,8 @@ Captions, one per image, from the first of:
   <image>.txt                       a UTF-8 text file beside each image (a/b.png -> a/b.txt)
   <repeats>_<name>/ folders         Kohya's layout: each image repeated, same-stem .txt/.caption
 Paths are relative to SRC. Every image needs a non-empty caption. Images are center-cropped,
-resized (Lanczos) to --size and scaled to [-1, 1]; captions are embedded with Gemma-3 and
+resized (Lanczos) to --size and scaled to [-1, 1] (with --buckets: cropped the least to the
+aspect bucket nearest their own, e.g. --size 32 --buckets auto -> 40x24, 32x32, 24x40); captions are embedded with Gemma-3 and
 kept as text in the dataset (training samples held-out ones).
 
 Example: ouro data from-images photos/ --out data/photos32 --size 32
@@ -62,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="also store Gemma-3 per-token states of each caption, padded/cut to T "
                             "tokens, + their mask (fields ctx_tokens, ctx_mask: MMDiT "
                             "model.text_input=tokens); 0 = pooled embeddings only")
+        if name == "from-images":
+            s.add_argument("--buckets", default=None, metavar="auto|WxH,...",
+                           help="multi-aspect: keep each image's aspect in the nearest of these aspect "
+                                "buckets (W x H px, e.g. 32x32,40x24,24x40), or 'auto': every bucket of "
+                                "area <= --size^2 on a --bucket-step grid within --max-aspect; one dataset "
+                                "per bucket under OUT (static shapes: one compile per bucket)")
+            s.add_argument("--bucket-step", type=int, default=None, metavar="PX",
+                           help="--buckets auto: side multiple in px (default min(64, size/4), a multiple "
+                                "of the autoencoder's downsampling)")
+            s.add_argument("--max-aspect", type=float, default=None,
+                           help="--buckets auto: largest long/short side ratio (default 2.0)")
         if name == "from-parquet":
             s.add_argument("--image-column", default="image")
             s.add_argument("--caption-column", default=None)
@@ -93,7 +106,13 @@ def main(argv: list[str]) -> int:
         common.update(size=args.size, encode=encode, encoder=encoder,
                       encoder_name=args.autoencoder or "pixels", text_tokens=args.text_tokens)
         if args.cmd == "from-images":
-            index = convert.convert_images(args.src, args.out, **common)
+            index = convert.convert_images(args.src, args.out, buckets=args.buckets, bucket_step=args.bucket_step,
+                                           max_aspect=args.max_aspect, **common)
+            if hasattr(index, "buckets"):
+                sizes = ", ".join(f"{b.pixels[1]}x{b.pixels[0]} px ({b.rows})" for b in index.buckets)
+                print(f"ouro data {args.cmd}: wrote {index.rows} rows in {len(index.buckets)} aspect buckets to "
+                      f"{args.out}: {sizes}")
+                return 0
         else:
             names = args.class_names
             if names and names != "imagenet":

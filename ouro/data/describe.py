@@ -41,6 +41,14 @@ class DatasetInfo:
     labels: bool  # class ids are stored (field "labels")
     encoder: dict[str, Any]
     source: dict[str, Any]
+    # aspect buckets (ouro/data/buckets.py): ((h, w, rows), ...) in data space; () = one square size.
+    # image_size is then the side of the square area budget (--size / downsample)
+    buckets: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def bucket_sizes(self) -> str:
+        """data.buckets: 'WxH,WxH' in data space ('' for a square dataset)."""
+        return ",".join(f"{w}x{h}" for h, w, _ in self.buckets)
 
     @property
     def where(self) -> str:
@@ -50,7 +58,8 @@ class DatasetInfo:
         """What run records (config.json, metrics.json) keep about the dataset."""
         return {"name": self.name, "path": self.url, "rows": self.rows, "space": self.space,
                 "autoencoder": self.autoencoder, "image_size": self.image_size, "channels": self.channels,
-                "text": self.text, "source": self.source}
+                "text": self.text, "source": self.source,
+                **({"buckets": [list(b) for b in self.buckets]} if self.buckets else {})}
 
 
 def default_encoder(channels: int) -> dict[str, Any]:
@@ -60,13 +69,28 @@ def default_encoder(channels: int) -> dict[str, Any]:
     return {"kind": "external", "by": "unknown (index.json written before encoders were recorded)"}
 
 
-def describe(dataset: str | Index) -> DatasetInfo:
-    """Read (or take) a dataset's index and say what it holds; UserError naming index.json."""
+def describe(dataset: Any, *, square: bool = True) -> DatasetInfo:
+    """Read (or take) a dataset's index and say what it holds; UserError naming index.json.
+    A bucketed dataset (ouro/data/buckets.py) is described by its first bucket's fields, its
+    own name / encoder / source, and its buckets."""
+    from ouro.data.buckets import BucketedIndex, is_bucketed, read_buckets
+
+    if not isinstance(dataset, (Index, BucketedIndex)) and is_bucketed(str(dataset)):
+        dataset = read_buckets(str(dataset))
+    if isinstance(dataset, BucketedIndex):
+        b = dataset
+        one = describe(Index(b.url, b.indexes[0].fields, b.indexes[0].shards, b.indexes[0].text_tokens,
+                             {**b.meta, "name": b.meta.get("name") or b.url.rstrip("/").rsplit("/", 1)[-1]}),
+                       square=False)
+        budget = int(b.bucketing.get("size") or 0) // int(b.bucketing.get("downsample") or 1)
+        largest = max(b.buckets, key=lambda k: k.latents[0] * k.latents[1])
+        return dataclasses.replace(one, rows=b.rows, image_size=budget or largest.latents[0],
+                                   buckets=tuple((*k.latents, k.rows) for k in b.buckets))
     index = dataset if isinstance(dataset, Index) else read_index(str(dataset))
     url = str(index.url).rstrip("/")
     where = f"{url}/index.json"
     lat, emb = index.fields["latents"], index.fields["embeddings"]
-    if len(lat.shape) != 3 or lat.shape[0] != lat.shape[1]:
+    if len(lat.shape) != 3 or (square and lat.shape[0] != lat.shape[1]):
         raise UserError(f"{where}: field 'latents' has row shape {list(lat.shape)}; training needs square "
                         f"[H, H, C] (NHWC) rows")
     if len(emb.shape) != 1:

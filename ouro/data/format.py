@@ -209,6 +209,9 @@ def read_index(url: str) -> Index:
         raw = json.loads(storage.read_bytes(where).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{where}: not valid JSON ({e})") from None
+    if raw.get("format") == FORMAT and "buckets" in raw and "fields" not in raw:
+        raise UserError(f"{where}: a bucketed dataset ({len(raw['buckets'])} aspect buckets); read it with "
+                        f"ouro.data.buckets.read_buckets, or one bucket's directory with read_index")
     if raw.get("format") != FORMAT:
         hint = " (.npz shards of an older ouro: rewrite with ouro.data.write_shards)" \
             if "latent_shape" in raw else ""

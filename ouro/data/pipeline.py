@@ -56,6 +56,13 @@ class BatchOrder:
     def steps_per_epoch(self) -> int:
         return self.group_rows // self.sub_batch  # each group's ragged tail is dropped
 
+    @property
+    def epoch_rows(self) -> int:
+        return self.group_rows * self.groups  # rows an epoch visits
+
+    def signature(self) -> dict[str, Any]:
+        return {}  # BucketOrder (ouro/data/bucket_loader.py) adds its buckets
+
     def permutation(self, epoch: int, group: int) -> np.ndarray:
         """Rows of `group` in epoch order (cached: 11M rows cost ~0.1 s to permute)."""
         perm = self._perms.get((epoch, group))
@@ -126,7 +133,7 @@ class Loader:
         self.process_index, self.process_count = process_index, process_count
         self.local_batch = order.global_batch // process_count
         self.steps_per_epoch = order.steps_per_epoch
-        self.size = order.group_rows * order.groups  # rows an epoch visits
+        self.size = order.epoch_rows  # rows an epoch visits
         self.seed = order.seed
         self._transform = transform or (lambda b: b)
         self._workers, self._prefetch = workers, prefetch
@@ -147,12 +154,13 @@ class Loader:
         step = self.position
         return {"step": step, "epoch": step // self.steps_per_epoch, "index": step % self.steps_per_epoch,
                 "seed": self.seed, "groups": self.order.groups, "global_batch": self.order.global_batch,
-                "rows": self.order.rows}
+                "rows": self.order.rows, **self.order.signature()}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for key, mine in (("seed", self.seed), ("groups", self.order.groups),
-                          ("global_batch", self.order.global_batch), ("rows", self.order.rows)):
-            if key in state and int(state[key]) != mine:
+                          ("global_batch", self.order.global_batch), ("rows", self.order.rows),
+                          *self.order.signature().items()):
+            if key in state and type(mine)(state[key]) != mine:
                 raise UserError(f"the checkpoint's data position was saved with {key}={state[key]}, "
                                 f"this run has {key}={mine}: resuming would not see the same batches")
         # checkpoints of earlier versions saved only (epoch, index)

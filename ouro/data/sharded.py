@@ -97,8 +97,18 @@ def sharded_loader(url: str, global_batch: int, *, seed: int = 0, groups: int = 
     """`condition`: the batch field the model reads (ctx, ctx_tokens or label): only the
     dataset fields it needs are read (per-token text is ~10x the bytes of SDXL latents).
     `holdout`: the dataset's last rows that are never trained on (sample prompts)."""
+    from ouro.data.buckets import is_bucketed, read_buckets
     from ouro.data.format import read_index
 
+    if is_bucketed(url):  # aspect buckets: single-bucket batches (ouro/data/bucket_loader.py)
+        from ouro.data.bucket_loader import bucketed_loader
+
+        fields = fields_for(read_buckets(url).fields, condition, str(url).rstrip("/"), model)
+        return bucketed_loader(url, global_batch, fields=fields, seed=seed, groups=groups, mode=mode,
+                               workers=workers, prefetch=prefetch, embed_dim=embed_dim,
+                               channels=None if latent_shape is None else latent_shape[-1],
+                               process_index=process_index, process_count=process_count, progress=progress,
+                               holdout=holdout, transform=to_batch)
     fields = fields_for(read_index(url).fields, condition, str(url).rstrip("/"), model)
     source = ShardedSource(url, fields)
     check_shapes(source, latent_shape=latent_shape, embed_dim=embed_dim)

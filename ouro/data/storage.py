@@ -32,12 +32,33 @@ def filesystem(path: str | os.PathLike) -> Any:
     import fsspec
 
     protocol = str(path).split("://", 1)[0]
-    if protocol == "gs" and os.environ.get("STORAGE_EMULATOR_HOST") and "token" not in fsspec.config.conf.get("gs", {}):
+    if protocol == "gs" and os.environ.get("STORAGE_EMULATOR_HOST"):
+        _emulator_client()
+    return fsspec.filesystem(protocol)
+
+
+def _emulator_client() -> None:
+    """gs:// on an emulator: anonymous, and gcsfs's plain JSON-API client.
+
+    gcsfs chooses its class once, when it is imported: unless GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT
+    was "false" then, fsspec's gs:// is the zonal/HNS client, whose first upload or listing
+    asks the bucket over TLS gRPC whether it is hierarchical. An emulator speaks plain HTTP:
+    the handshake fails and gRPC retries with no deadline, so the call never returns.
+    papermill imports gcsfs when it is itself imported (`ouro run`; a notebook test earlier
+    in the same pytest worker), often before the emulator's variables are set - hence the
+    class is fixed here, whoever imported gcsfs first, for every fsspec user (Orbax's epath)."""
+    import fsspec
+
+    if "token" not in fsspec.config.conf.get("gs", {}):
         # an emulator takes no credentials; without this gcsfs probes the GCE metadata
         # server first (seconds). Set in fsspec's config so Orbax's epath gets it too.
         fsspec.config.conf.setdefault("gs", {})["token"] = "anon"
-        os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # gRPC TLS: not on an emulator
-    return fsspec.filesystem(protocol)
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # for gcsfs imported from now on
+    from gcsfs.core import GCSFileSystem
+
+    for protocol in ("gs", "gcs"):  # Orbax's epath asks for "gcs"
+        if fsspec.get_filesystem_class(protocol) is not GCSFileSystem:
+            fsspec.register_implementation(protocol, GCSFileSystem, clobber=True)
 
 
 def put_bytes(url: str, data: bytes, *, if_absent: bool = False) -> None:

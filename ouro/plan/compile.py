@@ -19,6 +19,8 @@ comparing layouts, not for TPU sizes), and reports per chip:
     ouro plan --preset xut-small-256 --topology v5e:4x8
     ouro plan --preset xut-small-256 --topology v5e:4x4 batch_size=2048 --fit
     ouro plan --preset digits-smoke --topology cpu:8 mesh.fsdp=4 microbatches=2
+    ouro plan --preset own-data --topology cpu:1 data.path=DIR   # the dataset's shapes; of
+                                        # aspect buckets (data.buckets) the one with the most tokens
 --fit tries remat policies, mesh.fsdp and microbatches cheapest first (ouro/plan/fit.py).
 Results go to outputs/plan/<name>.json; ouro/plan/table.py renders them for the report.
 """
@@ -125,8 +127,9 @@ def batch_spec(cfg: Any, text_tokens: int | None = None) -> tuple[dict[str, tupl
     from ouro.config import ConfigError
     from ouro.model.registry import condition_input
 
-    b, s, e = cfg.batch_size, cfg.data.image_size, cfg.data.ctx_dim
-    shapes, dtypes, ctx_len = {"x": (b, s, s, cfg.data.channels)}, {}, 1
+    b, e = cfg.batch_size, cfg.data.ctx_dim
+    h, w = largest_size(cfg.data)
+    shapes, dtypes, ctx_len = {"x": (b, h, w, cfg.data.channels)}, {}, 1
     key = condition_input(cfg.model)
     if key == "label":
         shapes["label"], dtypes["label"] = (b,), np.int32
@@ -140,6 +143,16 @@ def batch_spec(cfg: Any, text_tokens: int | None = None) -> tuple[dict[str, tupl
     else:
         shapes[key] = (b, 1, e)
     return shapes, dtypes, ctx_len
+
+
+def largest_size(data: Any) -> tuple[int, int]:
+    """(H, W) a plan compiles: the aspect bucket with the most tokens (peak memory and step
+    time grow with them), or the square image_size."""
+    if not data.buckets:
+        return data.image_size, data.image_size
+    from ouro.data.buckets import parse_sizes
+
+    return max(parse_sizes(data.buckets, "data.buckets="), key=lambda hw: (hw[0] * hw[1], hw))
 
 
 DEFAULT_MARGIN = 0.10  # "fits" = peak <= 90% of HBM: fragmentation and XLA version drift need slack
@@ -173,6 +186,7 @@ def plan(cfg: Any, topology: str, *, text_tokens: int | None = None, margin: flo
         "name": cfg.name, "topology": topology, "platform": "tpu" if kind != "cpu" else "cpu (simulated)",
         "chips": chips, "mesh": {"data": int(mesh.shape["data"]), "fsdp": int(mesh.shape["fsdp"])},
         "global_batch": b, "per_chip_batch": b / chips, "microbatches": cfg.microbatches,
+        "size": "{2}x{1}".format(*shapes["x"]),  # W x H compiled: the largest aspect bucket, if any
         "dtype": getattr(model, "dtype", None), "remat": getattr(model, "remat", None),
         "tread_rate": cfg.tread_rate, "hbm_bytes": chip.hbm_gib * GIB, "margin": margin,
         "params_bytes": _per_chip_bytes(st["params"], sh["params"]),
@@ -283,6 +297,10 @@ def main(argv: list[str]) -> int:
     from ouro.train import preset_config
 
     cfg = override(preset_config(args.preset), args.overrides)
+    if cfg.data.path:  # a dataset named: its shapes (and aspect buckets: the largest is compiled)
+        from ouro.train.fit_data import explicit_keys, fit_to_dataset
+
+        cfg = fit_to_dataset(cfg, explicit_keys(args.overrides), preset=args.preset)
     name = default_name(args.preset, args.topology, args.overrides + (["fit"] if args.fit else []))
     out = args.out or project_root() / "outputs" / "plan" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

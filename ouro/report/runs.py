@@ -167,6 +167,8 @@ class RunDir:
         name = str(named) if named else shown_path(str(data["path"])) if data.get("path") else str(data.get("kind", "?"))
         shape = "×".join(str(data[k]) for k in ("image_size", "image_size", "channels") if k in data)
         label = f"{name} {shape}".strip()
+        if data.get("buckets"):  # multi-aspect: image_size is the area budget's side
+            label += f" in {len(str(data['buckets']).split(','))} aspect buckets"
         if data.get("autoencoder"):
             label += f", latents of {shown_path(str(data['autoencoder']))}"
         return label

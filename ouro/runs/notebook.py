@@ -6,8 +6,10 @@
 A run executes the notebook (jupytext .py or .ipynb) with papermill into
 outputs/runs/<run-name>/: the executed .ipynb, every artefact the notebook writes (its
 `out_dir` parameter points there unless given), and run.json (parameters, git commit,
-package versions, start/end time, status). A failing cell exits non-zero, names the cell,
-and keeps the partially executed notebook — the run directory is evidence either way.
+package versions, start/end time, status). With `-p out_dir gs://...` (a pod run) run.json
+and the executed notebook go to that gs:// directory instead, from process 0 only. A
+failing cell exits non-zero, names the cell, and keeps the partially executed notebook —
+the run directory is evidence either way.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ouro.errors import UserError
-from ouro.fileio import write_json
+from ouro.fileio import write_bytes, write_json
 from ouro.paths import project_path, project_root, resolve_out_dir, runs_dir  # noqa: F401 - notebooks import them here too
 from ouro.provenance import git_commit, now_utc as _now, package_versions  # noqa: F401
 from ouro.runs.params import (  # noqa: F401 - part of ouro.runs.notebook's interface
@@ -98,25 +100,56 @@ def default_run_name(notebook: Path) -> str:
     return f"{notebook.stem}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
 
 
-def _previous_attempt(run_dir: Path, notebook: Path) -> dict[str, Any] | None:
+def primary_host() -> bool:
+    """Is this the pod's process 0 (the one that writes a gs:// run's record)? Read from the
+    environment, before any jax.distributed start: JAX_PROCESS_ID (set by hand or by the
+    pod in a box), else TPU_WORKER_ID (a Cloud TPU VM's worker number); one machine: yes."""
+    for var in ("JAX_PROCESS_ID", "TPU_WORKER_ID"):
+        if os.environ.get(var, "").strip():
+            return os.environ[var].strip() == "0"
+    return True
+
+
+def record_location(run_dir: Path, params: dict[str, Any]) -> str | Path:
+    """Where run.json lives: in the notebook's out_dir when that is on a bucket (gs://...: a
+    pod VM's disk does not outlive a preemption, the bucket does), else in the run directory."""
+    from ouro.data.storage import is_url, join
+
+    out_dir = params.get("out_dir")
+    return join(str(out_dir), "run.json") if isinstance(out_dir, str) and is_url(out_dir) else run_dir / "run.json"
+
+
+def _read_record(path: str | Path) -> dict[str, Any] | None:
+    from ouro.data import storage
+
+    if storage.is_url(path):
+        try:
+            return json.loads(storage.read_bytes(str(path)))
+        except FileNotFoundError:
+            return None
+    return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+
+def _previous_attempt(run_dir: Path, notebook: Path, path: str | Path | None = None) -> dict[str, Any] | None:
     """The record of an earlier run under this name that may be resumed (interrupted, failed,
     or 'running' by a process that is gone), None if there is none; RunError otherwise."""
-    path = run_dir / "run.json"
-    if not path.exists():
-        return None
+    path = path or run_dir / "run.json"
     try:
-        prev = json.loads(path.read_text())
+        prev = _read_record(path)
     except (OSError, ValueError) as e:
         raise RunError(f"{path}: unreadable run record ({e}); pick another --run-name") from None
+    if prev is None:
+        return None
+    where = f"run directory {run_dir}" if path == run_dir / "run.json" else f"run record {path}"
     status = prev.get("status")
     if status == "completed":
-        raise RunError(f"run directory {run_dir} already holds a completed run; pick another --run-name")
+        raise RunError(f"{where} already holds a completed run; pick another --run-name")
     if prev.get("notebook") and Path(prev["notebook"]).name != notebook.name:
-        raise RunError(f"run directory {run_dir} holds a run of {Path(prev['notebook']).name}, not "
+        raise RunError(f"{where} holds a run of {Path(prev['notebook']).name}, not "
                        f"{notebook.name}; pick another --run-name")
     pid, host = prev.get("pid"), prev.get("host")
     if status == "running" and host == socket.gethostname() and isinstance(pid, int) and _alive(pid):
-        raise RunError(f"run directory {run_dir} is being run now by pid {pid}; wait for it or stop it")
+        raise RunError(f"{where} is being run now by pid {pid}; wait for it or stop it")
     return prev
 
 
@@ -160,13 +193,22 @@ def run_notebook(
 
     run_name = run_name or default_run_name(notebook)
     run_dir = (Path(runs_root) if runs_root else runs_dir()) / run_name
-    prev = _previous_attempt(run_dir, notebook)
+    record_path = record_location(run_dir, params)
+    remote = record_path != run_dir / "run.json"
+    if remote:
+        from ouro.data.storage import check_reachable
+
+        check_reachable(str(params["out_dir"]))  # one line naming the URL, before a kernel starts
+    prev = _previous_attempt(run_dir, notebook, record_path)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunError(f"run directory {run_dir}: cannot be created ({e.strerror or e})") from None
     if "out_dir" in defaults and "out_dir" not in params:
         params["out_dir"] = str(run_dir.resolve())
+    # a gs:// run's record is the pod's, written by process 0 only; the other hosts keep
+    # their executed notebooks in their own run directories and write no record
+    writes_record = primary_host() or not remote
 
     executed = run_dir / f"{notebook.stem}.ipynb"
     attempts: list[dict[str, Any]] = []
@@ -177,6 +219,14 @@ def run_notebook(
             kept = executed.with_name(f"{notebook.stem}.attempt{len(attempts)}.ipynb")
             executed.rename(kept)
             attempts[-1]["executed_notebook"] = kept.name
+        if remote and writes_record:  # the record's own copy, on the bucket
+            from ouro.data import storage
+
+            base = str(record_path).rsplit("/", 1)[0]
+            if storage.exists(f"{base}/{executed.name}"):
+                kept_name = f"{notebook.stem}.attempt{len(attempts)}.ipynb"
+                storage.filesystem(base).copy(f"{base}/{executed.name}", f"{base}/{kept_name}")
+                attempts[-1]["executed_notebook"] = kept_name
     record: dict[str, Any] = {
         "run_name": run_name,
         "notebook": str(notebook),
@@ -196,9 +246,11 @@ def run_notebook(
         **({"attempts": attempts} if attempts else {}),
     }
     try:
-        write_json(run_dir / "run.json", record, sort_keys=False)
+        if writes_record:
+            write_json(record_path, record, sort_keys=False)
     except OSError as e:
-        raise RunError(f"run directory {run_dir}: cannot be written ({e.strerror or e})") from None
+        raise RunError(f"{record_path if remote else f'run directory {run_dir}'}: cannot be written "
+                       f"({e.strerror or e})") from None
     status = "failed"
     import logging
 
@@ -239,7 +291,10 @@ def run_notebook(
             record["interrupted_cell"] = stopper.cell_index
             status = "interrupted"
         record.update(status=status, end_time=_now())
-        write_json(run_dir / "run.json", record, sort_keys=False)
+        if writes_record:
+            if remote and executed.exists():  # the evidence outlives the VM too, beside the record
+                write_bytes(str(record_path).rsplit("/", 1)[0] + "/" + executed.name, executed.read_bytes())
+            write_json(record_path, record, sort_keys=False)
     return RunResult(run_dir=run_dir, executed=executed, status=status, record=record)
 
 

@@ -18,7 +18,8 @@ def pod_command(
     """The gcloud argv that runs the same `ouro run` on every host of a TPU pod slice.
 
     Each host writes to outputs/runs/<run_name>/$(hostname) — `$(hostname)` expands on the
-    host, so the run directories never collide; the notebook's multi-host set-up
+    host, so the run directories never collide; with a gs:// out_dir, run.json goes there,
+    written by process 0 only (ouro/runs/notebook.py); the notebook's multi-host set-up
     (jax.distributed) happens inside the library, not here. Parameter values are passed
     verbatim (strings as typed on the command line) and shell-quoted for the remote shell.
     """

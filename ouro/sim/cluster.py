@@ -168,20 +168,46 @@ class Pod:
                 os.kill(p.pid, sig)
 
     @staticmethod
-    def wait(procs: list[subprocess.Popen], timeout: float) -> list[int | None]:
-        """Exit codes (None: still running at the deadline, then killed)."""
+    def wait(procs: list[subprocess.Popen], timeout: float, *, grace_s: float = 15.0) -> list[int | None]:
+        """Exit codes (None: still running at the deadline, or stopped after another host failed).
+
+        A host that fails while others run on (it died at start-up: a bad import, exit 1,
+        exit 127) leaves them waiting for it in jax.distributed's start-up or a collective,
+        bounded only by the deadline. So they get `grace_s` to stop on their own (the host
+        watch stops them after a failure it sees), then are killed, with one line naming the
+        failed host, its exit code and its last log line. Exits that a stop asked for (0,
+        SIGTERM/SIGINT: 143, 130, -15, -2) are not failures."""
         deadline = time.time() + timeout
-        codes: list[int | None] = []
-        for p in procs:
-            try:
-                codes.append(p.wait(timeout=max(1.0, deadline - time.time())))
-            except subprocess.TimeoutExpired:
-                codes.append(None)
-        for p in procs:
+        failed_at: float | None = None
+        while True:
+            codes = [p.poll() for p in procs]
+            if all(c is not None for c in codes) or time.time() > deadline:
+                break
+            bad = [i for i, c in enumerate(codes) if c is not None and c not in _STOPPED]
+            if bad and failed_at is None:
+                failed_at = time.time()
+            if failed_at is not None and time.time() - failed_at > grace_s:
+                i, left = bad[0], [j for j, c in enumerate(codes) if c is None]
+                print(f"pod-sim: host {i} exited with {codes[i]} ({_last_line(procs[i])!r}) while hosts "
+                      f"{', '.join(map(str, left))} waited for it: stopped them {grace_s:g} s later",
+                      file=sys.stderr, flush=True)
+                break
+            time.sleep(0.2)
+        killed = set()
+        for i, p in enumerate(procs):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-        return codes
+                killed.add(i)
+        return [None if i in killed else p.returncode for i, p in enumerate(procs)]
+
+
+_STOPPED = (0, 128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT)
+
+
+def _last_line(proc: subprocess.Popen) -> str:
+    lines = [ln for ln in log_text(proc).splitlines() if ln.strip()]
+    return lines[-1].strip()[:300] if lines else "no output"
 
 
 def log_text(proc: subprocess.Popen) -> str:

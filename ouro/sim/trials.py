@@ -185,7 +185,7 @@ def trial_lost_host(sim: Sim) -> Outcome:
         return Outcome(name, False, f"never reached step {CKPT_EVERY}")
     t_kill = time.time()
     Pod.signal(procs, signal.SIGKILL, [sim.k - 1])
-    codes = Pod.wait(procs[:-1], sim.host_timeout_s * 3 + 60)
+    codes = Pod.wait(procs[:-1], sim.host_timeout_s * 3 + 60, grace_s=sim.host_timeout_s)
     took = time.time() - t_kill
     Pod.wait(procs[-1:], 5)
     lines = [m.group(0) for p in procs[:-1] for m in [re.search(r"ouro: error: lost host .*", log_text(p))] if m]

@@ -121,6 +121,22 @@ class Checkpointer:
         if wait:
             self.wait()
 
+    def safe_step(self) -> int | None:
+        """The newest step known whole, without confirming anything (the host watch asks from
+        its own thread while the loop is stuck): the confirmed one, or the save in flight if
+        it has finished and its directory is there."""
+        pending = self._pending
+        if pending is not None and pending > (self.confirmed or -1):
+            try:
+                path = self.directory / str(pending)
+                # on gs:// a step's directory exists from its first object: the marker says whole
+                whole = (path / "commit_success.txt") if str(self.directory).startswith("gs://") else path
+                if not self.manager.is_saving_in_progress() and whole.exists():
+                    return pending
+            except Exception:  # noqa: BLE001 - unknown: the confirmed step stays the safe one
+                pass
+        return self.confirmed
+
     def poll(self) -> None:
         """Cheap (no host sync): confirm a finished async save, raising at once if it failed."""
         if self._pending is not None and not self.manager.is_saving_in_progress():

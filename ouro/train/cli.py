@@ -63,6 +63,11 @@ def main(argv: list[str]) -> int:
 
     preset = args.preset or _preset_of(args.overrides)
     cfg = override(preset_config(preset), args.overrides)  # ConfigError: one line, exit 2
+    from ouro.data.storage import check_reachable
+
+    # a missing bucket, an endpoint down, no credentials: one line naming the URL, instead of
+    # a gcsfs trace from reading data.path's index.json below
+    check_reachable(cfg.out_dir, cfg.ckpt_dir, cfg.data.path)
     cfg = fit_to_dataset(cfg, explicit_keys(args.overrides), preset=preset)  # reads data.path's index.json
     validate(cfg)  # the device-independent checks, before JAX starts
     if args.print_config:

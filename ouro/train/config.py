@@ -31,6 +31,9 @@ class DataConfig:
     autoencoder: str = ""  # AutoencoderKL dir the latents came from ("" = pixel space); sampling decodes with it
     space: Literal["pixels", "latents"] = "pixels"  # what x is (from index.json): latents are never written as PNGs raw
     holdout: int = 0  # sharded: the last N rows are not trained on; their captions are the sample prompts
+    # aspect buckets "WxH,..." in data space (from a bucketed dataset's index.json: one compile each;
+    # image_size is then the side of their square area budget); "" = every image image_size^2
+    buckets: str = ""
     mode: Literal["auto", "preload", "stream"] = "auto"  # sharded: RAM preload if the host's share fits
     groups: int = 1  # sharded: row groups; hosts dividing it preload only their 1/P (ouro/data/pipeline.py)
     workers: int = 4  # sharded streaming: reader threads (I/O releases the GIL)
@@ -73,7 +76,7 @@ def _model_preset(text: str, key: str) -> Any:
          weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
          cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
          keep_every_steps=">=0", microbatches=">0", stop_check_every=">0", sample_every=">=0",
-         host_timeout_s=">0")
+         host_timeout_s=">0", lock_ttl_s=">=10")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     # any registered family's config (ouro/model/registry.py); `model=dit-debug` picks a preset
@@ -106,6 +109,7 @@ class TrainConfig:
     keep_every_steps: int = 10_000  # epoch ends kept for good at most this often (Ouroboros: 10k-step epochs); 0: every epoch
     stop_check_every: int = 10  # hosts agree on a stop every N steps: a tiny all-gather + host sync; preemption leaves ~30 s
     host_timeout_s: float = 60.0  # a pod host silent this long is lost: the others stop with one line naming it (ouro/train/host_watch.py), below jax.distributed's own 100 s
+    lock_ttl_s: float = 120.0  # gs:// run lock: a holder with no heartbeat this long (a preempted VM) is taken over; it beats every ttl/3 (ouro/train/gcs_lock.py)
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: no network; WANDB_MODE wins
@@ -287,6 +291,17 @@ def validate(cfg: TrainConfig, n_devices: int | None = None) -> None:
     if patch:
         _check(cfg.data.image_size % patch == 0, "model.patch_size",
                f"{patch} does not divide data.image_size={cfg.data.image_size}")
+    if cfg.data.buckets:
+        from ouro.data.buckets import parse_sizes
+        from ouro.errors import UserError
+
+        try:
+            sizes = parse_sizes(cfg.data.buckets, "data.buckets=")
+        except UserError as e:
+            raise ConfigError(str(e), key="data.buckets") from None
+        for h, w in sizes:
+            _check(not patch or (h % patch == 0 and w % patch == 0), "model.patch_size",
+                   f"{patch} does not divide aspect bucket {h}x{w} (data.buckets)")
     if get("in_channels") is not None:
         _check(get("in_channels") == cfg.data.channels, "model.in_channels",
                f"{get('in_channels')} != data.channels={cfg.data.channels}")

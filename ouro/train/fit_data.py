@@ -26,7 +26,7 @@ from ouro.config import ConfigError, override
 OWN_DATA = "own-data"  # the preset `ouro train data.path=DIR` starts from
 TOKENS_PER_SIDE = 8  # own-data: patch = image_size / 8 -> 64 tokens (the digits model's budget x4)
 # what train() fills in a Python-built config (explicit=None); its shapes are left to the loader
-DESCRIPTIVE_KEYS = ("data.space", "data.autoencoder")
+DESCRIPTIVE_KEYS = ("data.space", "data.autoencoder", "data.buckets")
 
 
 def explicit_keys(items: Iterable[str] | dict) -> set[str]:
@@ -84,6 +84,7 @@ def fit_to_dataset(cfg: Any, explicit: set[str] | None = None, *, preset: str | 
         want["model.text_input"] = "tokens" if info.text == "tokens" else "pooled"
     if info.autoencoder:
         want["data.autoencoder"] = info.autoencoder
+    want["data.buckets"] = info.bucket_sizes  # aspect buckets, or "" for one square size
     if preset == OWN_DATA:
         want["model.patch_size"] = own_patch(info.image_size)
     if explicit is None:
@@ -120,6 +121,7 @@ def _own_data_defaults(cfg: Any, info: Any, explicit: set[str], preset: str | No
         fixed["out_dir"] = f"outputs/{info.name}"
     if "data.holdout" not in explicit:
         fixed["data.holdout"] = min(cfg.data.holdout, info.rows // 10)
-    if "batch_size" not in explicit:
-        fixed["batch_size"] = min(cfg.batch_size, info.rows - fixed.get("data.holdout", cfg.data.holdout))
+    if "batch_size" not in explicit:  # aspect buckets: a batch is one bucket's, the held-out one's at most
+        rows = max(r for _, _, r in info.buckets) if info.buckets else info.rows
+        fixed["batch_size"] = min(cfg.batch_size, rows - fixed.get("data.holdout", cfg.data.holdout))
     return override(cfg, fixed)

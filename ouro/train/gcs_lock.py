@@ -26,7 +26,7 @@ from typing import Any
 from ouro.data import storage
 from ouro.train.runlock import LOCK_NAME, RunLocked, _alive
 
-TTL_S = 120.0  # a preempted VM's lock frees itself this long after its last heartbeat
+TTL_S = 120.0  # TrainConfig.lock_ttl_s's default: a preempted VM's lock frees itself this long after its last heartbeat
 
 
 def _split(url: str) -> tuple[str, str]:

@@ -62,8 +62,16 @@ class HostWatch:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.active:
+            if exc is not None and _peer_gone(exc):
+                # a host died inside a collective and the transport saw its socket close
+                # before its heartbeat went quiet: this host is a survivor, not the failure.
+                # Keep beating and let the watch name the silent host (it exits 3); only if
+                # none goes silent is this host's error its own.
+                deadline = time.monotonic() + self.timeout_s * 1.5
+                while time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
+                    time.sleep(0.2)
             self._stop.set()
             # a host that finished is not lost; one that failed is, at once (the others would
             # wait for it in their next collective)
@@ -95,8 +103,8 @@ class HostWatch:
                 if i == self.me:
                     continue
                 value = entries.get(f"{_PREFIX}{i}")
-                if value is not None and value.startswith("done"):
-                    continue
+                if value is not None and value.startswith(("done", "lost:")):
+                    continue  # finished, or stopping itself after a lost host
                 if value is not None and value.startswith("failed:"):
                     self._lost(f"{i} ({' '.join(value.split()[1:])})", 0.0,
                                f"it stopped with {value.split()[0][7:]} (see its log)")
@@ -109,14 +117,39 @@ class HostWatch:
 
     def _lost(self, who: str, age: float, why: str) -> None:
         ck = HostWatch.current_checkpoints
-        step = getattr(ck, "confirmed", None) if ck is not None else None
+        step = ck.safe_step() if ck is not None else None
         safe = (f"the last complete checkpoint is step {step} in {ck.directory}" if step is not None
                 else "no checkpoint completed in this run")
         why = why if age == 0 else f"{why} for {age:.0f} s (host_timeout_s={self.timeout_s:g})"
         print(f"ouro: error: lost host {who}: {why}; "
               f"{safe}. Host {self.me} stops instead of waiting in a collective; rerun to resume.",
               file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            self._beat(f"lost:{who.split()[0]}")
+            if self.me == 0:
+                self._outlive_the_others(who.split()[0])
         os._exit(LOST_EXIT)  # the main thread is blocked in a collective that will never return
+
+    def _outlive_the_others(self, lost: str) -> None:
+        """Process 0 holds jax.distributed's coordinator: once it exits, the other survivors'
+        clients abort (SIGABRT) before their own watch has said anything. So it waits until
+        each of them has said it (its heartbeat key reads lost:/done/failed:), at most half a
+        timeout (their watches tick a quarter apart)."""
+        deadline = time.monotonic() + self.timeout_s / 2
+        others = {f"{_PREFIX}{i}" for i in range(jax.process_count()) if i != self.me and str(i) != lost}
+        while time.monotonic() < deadline:
+            entries = dict(_client().key_value_dir_get(_PREFIX))
+            if all(entries.get(k, "").startswith(("lost:", "done", "failed:")) for k in others):
+                return
+            time.sleep(0.2)
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    """A collective that failed because a peer's connection dropped (gloo on CPU: "Connection
+    closed by peer", "Connection reset by peer"), not an error of this host's own."""
+    text = str(exc)
+    return type(exc).__name__ == "JaxRuntimeError" and any(
+        s in text for s in ("closed by peer", "reset by peer", "Socket closed", "Broken pipe"))
 
 
 @contextlib.contextmanager

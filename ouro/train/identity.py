@@ -30,6 +30,8 @@ SAFE_ON_RESUME: dict[str, str] = {
     "keep_ckpts": "how many step checkpoints are kept",
     "keep_every_steps": "which epoch-end checkpoints are kept for good",
     "stop_check_every": "how often pod hosts agree on a stop",
+    "host_timeout_s": "how long a silent pod host is waited for",
+    "lock_ttl_s": "how long a gs:// run lock without a heartbeat is honoured",
     "progress": "the progress bar",
     "tensorboard": "event files: logging only",
     "wandb": "W&B logging only",

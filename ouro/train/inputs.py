@@ -38,6 +38,10 @@ def make_input(cfg: Any) -> tuple[Loader, dict[str, Any]]:
                             process_index=pid, process_count=pcount, progress=cfg.progress,
                             condition=condition, model=model, holdout=d.holdout)
         info = {"kind": "sharded", "train_size": it.size, "index": it.source.index}
+        skipped = getattr(it.order, "skipped", [])
+        if skipped and jax.process_index() == 0:
+            print(f"WARNING: aspect buckets {', '.join(skipped)} have fewer rows than batch_size="
+                  f"{cfg.batch_size}: not trained on", flush=True)
         if condition == "ctx_tokens":  # FLOPs count T text tokens; sampling encodes prompts alike
             index = it.source.index
             info["ctx_len"] = index.fields["ctx_tokens"].shape[0]

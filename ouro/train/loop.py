@@ -67,11 +67,12 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     `stop_after`: behave as if preempted once global_step reaches it (save, return) - for
     tests and time-boxed notebook runs; a rerun resumes from there.
     """
-    cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
-    validate(cfg, jax.device_count())
     from ouro.data.storage import check_reachable, is_url
 
-    check_reachable(cfg.out_dir, cfg.ckpt_dir, cfg.data.path)  # gs://: one line naming the URL, before compiling
+    # gs://: one line naming the URL, before compiling - and before index.json is read from it
+    check_reachable(cfg.out_dir, cfg.ckpt_dir, cfg.data.path)
+    cfg = fit_to_dataset(cfg)  # data.path's index.json decides the data shapes (ouro/train/fit_data.py)
+    validate(cfg, jax.device_count())
     writes = [cfg.out_dir] + ([cfg.ckpt_dir] if cfg.ckpt_dir else [])
     created = [Path(d) for d in writes if not is_url(d) and not Path(d).exists()]
     try:
@@ -80,7 +81,7 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
             stack.enter_context(HostWatch(cfg.host_timeout_s))  # a lost pod host: one line, no hang
             with agreed("run-lock"):  # a refusal on process 0 stops every host at once
                 for directory in writes:  # pod hosts of one run share its dirs: process 0 locks
-                    stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0))
+                    stack.enter_context(lock_for(directory, enabled=jax.process_index() == 0, ttl_s=cfg.lock_ttl_s))
             return _train(cfg, make_model, stop_after, stop)
     except BaseException:
         for directory in created:  # a run refused in set-up leaves no empty run directory
@@ -205,6 +206,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         bar = progress_bar(total=cfg.steps, initial=step, desc=desc, unit="step")
     t_window, window_start = time.perf_counter(), step
     first_step = step
+    bucket_steps: dict[str, int] = {}  # steps this call took per batch size "WxH" (aspect buckets)
     while step < cfg.steps:
         # a signal during set-up: nothing new to save (on several hosts the loop runs on to the
         # next agreed check instead: one host leaving alone would hang the others' collectives).
@@ -212,8 +214,10 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         # loop here: that would skip the save of the step just taken.
         if stop and step == first_step and jax.process_count() == 1:
             break
-        batch = shd.global_batch(next(data), mesh)
-        state = trainer.step(state, batch)
+        local = next(data)
+        size = "{2}x{1}".format(*local["x"].shape)  # W x H
+        bucket_steps[size] = bucket_steps.get(size, 0) + 1
+        state = trainer.step(state, shd.global_batch(local, mesh))
         step += 1
         ckpt.poll()  # a failed async save is raised here, not at the next save
         preempt = stop.agreed(step, cfg.stop_check_every) or (stop_after is not None and step >= stop_after)
@@ -256,7 +260,14 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
         "git": git_commit(),  # provenance for `ouro report`
+        # this call's compiles of the train step and steps, per batch size "WxH": an aspect-
+        # bucketed run compiles once per bucket it has drawn (ouro/data/bucket_loader.py)
+        "compiles": dict(trainer.compiles), "steps_per_size": bucket_steps,
     }
+    skipped = getattr(data.order, "skipped", [])
+    if skipped:
+        summary["warnings"] = [f"aspect buckets {', '.join(skipped)} have fewer rows than batch_size="
+                               f"{cfg.batch_size} and were not trained on"]
     # the vocabulary run.json and the report share (ouro/runs/status.py)
     summary["status"] = COMPLETED if summary["finished"] else INTERRUPTED
     # wall time summed over every invocation of this run (resumes included)
@@ -270,7 +281,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
             summary["images_per_s"] = prev.get("images_per_s", summary["images_per_s"])
     summary["wall_s_total"] = float(prev.get("wall_s_total", 0.0)) + summary["wall_s"]
     if ckpt.warnings:  # checkpoints that did not restore and were moved aside
-        summary["warnings"] = list(ckpt.warnings)
+        summary["warnings"] = [*summary.get("warnings", []), *ckpt.warnings]
     if summary["finished"] and cfg.eval_samples and info["kind"] == "digits" and not stop:
         from ouro.train.sample import evaluate_run
 

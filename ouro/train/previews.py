@@ -3,7 +3,8 @@ steps and at the end, for every data kind and model family (as HDM's and diffuse
 training scripts log validation images).
 
 Prompts: the digits' ten classes; on a sharded dataset the captions of its held-out rows
-(the last `data.holdout` rows, never trained on), or with no held-out rows its first
+(the last `data.holdout` rows, never trained on; of an aspect-bucketed dataset, the last rows
+of its most common bucket, at whose size the grids are drawn), or with no held-out rows its first
 distinct captions (then the title says "training captions"). The stored conditioning of
 those rows is used as is (pooled embeddings, per-token states + mask, or class ids), so no
 text encoder is loaded during training. Each grid goes to `train_samples/step_NNNNNNN_grid.png` and
@@ -31,6 +32,7 @@ class Previews:
         self.ctx = self.mask = None
         self.names: list[str] = []
         self.held_out = False
+        self.size = preview_size(info)  # a bucketed run: its most common bucket; else None (square)
         if not (cfg.sample_every or cfg.eval_samples):
             return  # no grids asked for: nothing read
         self.ctx, self.mask, self.names, self.held_out = _prompts(cfg, info)
@@ -57,7 +59,7 @@ class Previews:
         rows = np.repeat(np.arange(len(self.names)), sc.per_class)  # prompt-major
         mask = None if self.mask is None else self.mask[rows]
         images = sample_images(s, self.ctx[rows], steps=sc.steps, method=sc.method, cfg_scale=sc.cfg_scale,
-                               seed=sc.seed, ctx_mask=mask)
+                               seed=sc.seed, ctx_mask=mask, size=self.size)
         images = to_pixels(self.cfg.data, images, what=f"run {self.cfg.name!r}")
         if not self.is_main:
             return None
@@ -89,7 +91,10 @@ def _prompts(cfg: Any, info: dict[str, Any]) -> tuple[Any, Any, list[str], bool]
     from ouro.data.sharded import CONDITION_FIELDS
     from ouro.data.source import ShardedSource
 
-    index = info["index"]
+    index, path = info["index"], cfg.data.path
+    if hasattr(index, "buckets"):  # held-out rows and prompts: the most common bucket's
+        main = index.most_rows()
+        index, path = index.indexes[main], index.bucket_url(main)
     n, hold = index.rows, min(cfg.data.holdout, index.rows)
     want = cfg.sample.prompts
     fields = ["embeddings", *CONDITION_FIELDS[condition]] + ([CAPTIONS] if CAPTIONS in index.fields else [])
@@ -98,7 +103,7 @@ def _prompts(cfg: Any, info: dict[str, Any]) -> tuple[Any, Any, list[str], bool]
     else:  # first distinct captions (or rows) among the first rows
         rows = np.arange(min(n, 64))
     shards = sorted(set((np.searchsorted(index.offsets, rows, side="right") - 1).tolist()))
-    data = ShardedSource(cfg.data.path, tuple(fields), shards=shards).read(rows)  # only those shards' files
+    data = ShardedSource(path, tuple(fields), shards=shards).read(rows)  # only those shards' files
     names = decode_captions(data[CAPTIONS]) if CAPTIONS in data else [f"row {r}" for r in rows]
     if not hold:  # one row per distinct caption
         first = list(dict.fromkeys(names))[:want]
@@ -109,6 +114,15 @@ def _prompts(cfg: Any, info: dict[str, Any]) -> tuple[Any, Any, list[str], bool]
     if condition == "ctx_tokens":
         return data["ctx_tokens"].astype(np.float32), data["ctx_mask"].astype(bool), names, bool(hold)
     return data["embeddings"].astype(np.float32)[:, None, :], None, names, bool(hold)
+
+
+def preview_size(info: dict[str, Any]) -> tuple[int, int] | None:
+    """(H, W) the grids sample at: a bucketed dataset's most common bucket (where the held-out
+    prompts come from); None = the run's square image_size."""
+    index = info.get("index")
+    if index is None or not hasattr(index, "buckets"):
+        return None
+    return tuple(index.buckets[index.most_rows()].latents)
 
 
 def dataset_record(cfg: Any, info: dict[str, Any]) -> dict[str, Any]:

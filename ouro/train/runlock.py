@@ -112,11 +112,11 @@ class RunLock:
         self.release()
 
 
-def lock_for(directory: str | os.PathLike, *, enabled: bool = True) -> Any:
+def lock_for(directory: str | os.PathLike, *, enabled: bool = True, ttl_s: float | None = None) -> Any:
     """The run lock for a directory: flock on a local path, a conditional object on gs://
-    (ouro/train/gcs_lock.py)."""
+    (ouro/train/gcs_lock.py; `ttl_s`: TrainConfig.lock_ttl_s, a stale holder's grace)."""
     if "://" in str(directory) and not str(directory).startswith("file://"):
-        from ouro.train.gcs_lock import GcsRunLock
+        from ouro.train.gcs_lock import TTL_S, GcsRunLock
 
-        return GcsRunLock(str(directory), enabled=enabled)
+        return GcsRunLock(str(directory), enabled=enabled, ttl_s=TTL_S if ttl_s is None else ttl_s)
     return RunLock(directory, enabled=enabled)

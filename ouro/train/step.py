@@ -72,6 +72,9 @@ class Trainer:
     abstract_state: dict
     state_shardings: dict
     jitted_step: Any  # jax.jit of the step; donates the state
+    # traces of the step per batch size "WxH" (each trace is one XLA compile): one per aspect
+    # bucket is the design; more would be a recompile to find
+    compiles: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def make_state(self) -> dict:
         return self.init()
@@ -175,7 +178,12 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
         aux = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), aux)  # per-sample, any order
         return (loss / k_micro, aux), jax.tree.map(lambda g: g / k_micro, grads)
 
+    compiles: dict[str, int] = {}
+
     def train_step(state: dict, batch: dict) -> dict:
+        # Python here runs only while jax traces: once per new input signature, i.e. per compile
+        size = "{2}x{1}".format(*batch["x"].shape)  # W x H
+        compiles[size] = compiles.get(size, 0) + 1
         key = jax.random.wrap_key_data(state["rng"])
         key, k_drop, k_loss = jax.random.split(key, 3)
         # sharded latents arrive as stored (float16: half the host->device bytes, no host cast)
@@ -204,7 +212,7 @@ def build_trainer(cfg: Any, mesh: Mesh, make_model: ModelFactory | None = None) 
     # one sharding for every batch field (x, ctx, label, ctx_mask, ...): a pytree prefix
     jitted = jax.jit(train_step, in_shardings=(shardings, batch_sh),
                      out_shardings=shardings, donate_argnums=0)
-    return Trainer(cfg, mesh, graphdef, tx, init_jit, abstract, shardings, jitted)
+    return Trainer(cfg, mesh, graphdef, tx, init_jit, abstract, shardings, jitted, compiles)
 
 
 def read_and_reset_acc(state: dict) -> tuple[dict, dict[str, Any]]:

@@ -34,16 +34,3 @@ def dataset(tmp_path_factory):
 def write_dataset():
     return make_dataset
 
-
-@pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory):
-    """A persistent XLA cache for this session: the tests that train latents-smoke several
-    times (interrupt + resume, gs://) compile its step once. Numerics are unchanged."""
-    import jax
-
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])

@@ -35,7 +35,7 @@ def test_check_and_load_from_gs(gcs, dataset, capsys):
         np.testing.assert_array_equal(next(preloaded)["x"], want)
 
 
-def test_train_from_gs(gcs, tmp_path, compile_cache):
+def test_train_from_gs(gcs, tmp_path):
     cfg = override(preset_config("latents-smoke"), [f"data.path={gcs}", "steps=6", "data.mode=stream",
                                                    f"out_dir={tmp_path}"])
     assert train(cfg, stop_after=2)["global_step"] == 2  # same step as the local tests: compiled once

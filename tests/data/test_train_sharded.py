@@ -9,7 +9,7 @@ from ouro.train import preset_config, train
 from ouro.train.metrics import read_csv
 
 
-def test_train_interrupt_resume_matches_uninterrupted(dataset, tmp_path, capsys, compile_cache):
+def test_train_interrupt_resume_matches_uninterrupted(dataset, tmp_path, capsys):
     path, _, _ = dataset
     args = ["train", "--preset", "latents-smoke", f"data.path={path}", "steps=6"]
     assert ouro([*args, f"out_dir={tmp_path / 'full'}"]) == 0

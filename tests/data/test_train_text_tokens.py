@@ -24,7 +24,7 @@ TOKENS_MMDIT = ["model=mmdit-tiny", "model.text_input=tokens", "model.in_channel
                 "steps=4", "ckpt_every=2"]
 
 
-def test_per_token_text_convert_train_resume_sample(tmp_path, compile_cache, capsys):
+def test_per_token_text_convert_train_resume_sample(tmp_path, capsys):
     from PIL import Image
 
     shapes = make_shapes(8, seed=0, image_size=16)

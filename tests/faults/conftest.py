@@ -56,29 +56,6 @@ def assert_same_run(out_dir, ref):
         np.testing.assert_array_equal(arrays[k], v, err_msg=k)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def compile_cache(tmp_path_factory):
-    """Every trial compiles the same few steps again: persist them once for this suite
-    (children too, through the environment) and restore JAX's settings afterwards."""
-    keys = {"jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax-cache")),
-            "jax_persistent_cache_min_compile_time_secs": 0.0,
-            "jax_persistent_cache_min_entry_size_bytes": 0}
-    before = {k: getattr(jax.config, k) for k in keys}
-    for k, v in keys.items():
-        jax.config.update(k, v)
-    env = {k.upper(): str(v) for k, v in keys.items()}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in before.items():
-        jax.config.update(k, v)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """One uninterrupted toy run: rows, final arrays, wall time of the loop."""

@@ -83,3 +83,22 @@ def test_orbax_checkpoint_round_trip(gcs_emulator, fs):
     np.testing.assert_array_equal(np.asarray(out["w"]), np.asarray(state["w"]))
     assert out["b"].dtype == jnp.bfloat16
     mgr.close()
+
+
+def test_safe_step_counts_a_finished_save_not_yet_polled(gcs_emulator, fs):
+    """What a lost host's line names as safe: a save that finished on the bucket while the
+    loop was stuck (never polled) counts; one whose commit marker is gone does not."""
+    import time
+
+    import jax.numpy as jnp
+
+    from ouro.train.checkpoint import Checkpointer
+
+    ck = Checkpointer("gs://ouro-test/safe")
+    ck.save(4, {"w": jnp.ones((8, 4))}, {"data": {}})
+    while ck.manager.is_saving_in_progress():
+        time.sleep(0.05)
+    assert ck.confirmed is None and ck.safe_step() == 4
+    fs.rm("gs://ouro-test/safe/4/commit_success.txt")
+    assert ck.safe_step() is None
+    ck.manager.close()

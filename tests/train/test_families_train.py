@@ -5,7 +5,6 @@ null condition."""
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -31,23 +30,8 @@ def _cfg(case, out_dir):
                                           f"out_dir={out_dir}"])
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """The full, interrupted and resumed runs compile identical programs: a persistent
-    compilation cache for this module turns the 2nd and 3rd compiles into cache hits."""
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-            "jax_persistent_cache_min_entry_size_bytes")
-    old = {k: getattr(jax.config, k) for k in keys}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_family_trains_resumes_exactly_and_samples_with_cfg(case, tmp_path, compile_cache):
+def test_family_trains_resumes_exactly_and_samples_with_cfg(case, tmp_path):
     full = train(_cfg(case, tmp_path / "full"))
     part = train(_cfg(case, tmp_path / "resumed"), stop_after=2)
     assert not part["finished"]

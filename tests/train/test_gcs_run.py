@@ -36,19 +36,6 @@ def _final_arrays(ckpt_dir, cfg):
     return ck.all_steps(), {k: np.asarray(v) for k, v in flatten(jax.device_get(state)).items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def xla_cache(tmp_path_factory):
-    """Every train() here compiles the same step: compile it once (numerics unchanged)."""
-    import jax
-
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, gcs_emulator):
     out = tmp_path_factory.mktemp("ref")
@@ -147,6 +134,71 @@ def test_stale_gs_lock_of_a_dead_holder_is_taken_over(gcs_emulator, capsys):
     assert "took over a stale lock of pid 1 on host gone-vm" in capsys.readouterr().err
 
 
+def test_lock_ttl_is_the_config_value(gcs_emulator, capsys):
+    """lock_ttl_s decides how long a silent holder is honoured: a holder last heard 60 s ago
+    refuses `train` under lock_ttl_s=90 (the refusal says so) and is taken over at 30 s."""
+    import time
+
+    from ouro.cli import main as ouro
+    from ouro.data import storage
+    from ouro.train.runlock import RunLocked, lock_for
+
+    url = "gs://ouro-test/runs/ttl"
+    holder = {"pid": 4242, "host": "other-vm", "heartbeat": time.time() - 60, "started": "earlier"}
+    storage.put_bytes(f"{url}/run.lock", json.dumps(holder).encode())
+    with pytest.raises(RunLocked, match=r"pid 4242 on host other-vm .*a lock without a heartbeat for 90 s is taken over"):
+        train(override(_cfg(url), ["lock_ttl_s=90"]))
+    cfg = override(preset_config("digits-smoke"), ["lock_ttl_s=30"])
+    with lock_for(url, ttl_s=cfg.lock_ttl_s) as lock:
+        assert lock.generation
+    assert "took over a stale lock of pid 4242 on host other-vm (no heartbeat for 60 s)" in capsys.readouterr().err
+    assert ouro(["train", "--preset", "digits-smoke", "lock_ttl_s=5"]) == 2
+    assert capsys.readouterr().err.strip() == "ouro train: error: lock_ttl_s=5.0: must be >=10"
+
+
+GS_NOTEBOOK = """\
+# %% tags=["parameters"]
+out_dir = ""
+x = 1
+
+# %%
+from ouro.fileio import write_json
+write_json(out_dir + "/result.json", {"x2": x * 2})
+"""
+
+
+def test_ouro_run_on_gs_keeps_run_json_on_the_bucket_from_process_0(gcs_emulator, tmp_path, monkeypatch, capsys):
+    """`ouro run -p out_dir gs://...` as each pod host runs it: process 1 runs the notebook and
+    writes no record anywhere; process 0 writes run.json and the executed notebook into the
+    bucket's run directory (no local run.json: the VM's disk does not outlive it), `ouro
+    report` reads the status from there, and a completed run there is not run again."""
+    from ouro.cli import main as ouro
+
+    nb = tmp_path / "gsnb.py"
+    nb.write_text(GS_NOTEBOOK)
+    url, runs = "gs://ouro-test/runs/nb", tmp_path / "runs"
+    fs = fsspec.filesystem("gs")
+    args = ["run", str(nb), "-p", "out_dir", url, "-p", "x", "21", "--runs-root", str(runs), "--no-progress"]
+    monkeypatch.setenv("JAX_PROCESS_ID", "1")
+    assert ouro([*args, "--run-name", "nb/host1"]) == 0
+    fs.invalidate_cache()
+    assert json.loads(fs.cat(f"{url}/result.json")) == {"x2": 42}
+    assert not fs.exists(f"{url}/run.json") and (runs / "nb" / "host1" / "gsnb.ipynb").exists()
+    monkeypatch.setenv("JAX_PROCESS_ID", "0")
+    assert ouro([*args, "--run-name", "nb/host0"]) == 0
+    fs.invalidate_cache()
+    rec = json.loads(fs.cat(f"{url}/run.json"))
+    assert rec["status"] == "completed" and rec["parameters"] == {"out_dir": url, "x": 21}
+    assert rec["executed_notebook"] == "gsnb.ipynb" and fs.exists(f"{url}/gsnb.ipynb")
+    assert not list(runs.rglob("run.json"))
+    assert ouro(["report", "--outputs", "gs://ouro-test", "--reports", str(tmp_path / "rep")]) == 0
+    row = next(ln for ln in (tmp_path / "rep" / "Detail.md").read_text().splitlines() if ln.startswith("| `nb` |"))
+    assert "notebook `gsnb.py` (executed: `gsnb.ipynb`)" in row and "| completed |" in row, row
+    capsys.readouterr()
+    assert ouro([*args, "--run-name", "nb/host0"]) == 2
+    assert f"run record {url}/run.json already holds a completed run" in capsys.readouterr().err
+
+
 def test_damaged_gs_checkpoint_falls_back_with_a_named_warning(gcs_emulator, tmp_path, monkeypatch):
     """Newest checkpoint on the bucket damaged - an object deleted, then (after the rerun wrote
     step 8 again) one truncated: each resume names the damage and falls back to step 4."""
@@ -178,10 +230,18 @@ def test_missing_bucket_is_one_line_before_compiling(gcs_emulator, url, expect):
         train(_cfg(url))
 
 
-def test_unreachable_endpoint_is_one_line(gcs_emulator, monkeypatch):
+def test_unreachable_endpoint_is_one_line(gcs_emulator, monkeypatch, tmp_path, capsys):
+    from ouro.cli import main as ouro
+
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(UserError, match=r"gs://ouro-test/x: cannot reach the storage endpoint http://127.0.0.1:9"):
         train(_cfg("gs://ouro-test/x"))
+    # data on the bucket: the line comes before its index.json is read (was a gcsfs trace, exit 1)
+    capsys.readouterr()
+    assert ouro(["train", "--preset", "latents-smoke", "data.path=gs://ouro-test/data", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ouro train: error: gs://ouro-test/data: cannot reach the storage endpoint "
+                          "http://127.0.0.1:9") and "\n" not in err, err
 
 
 def test_no_credentials_is_one_line(gcs_emulator, monkeypatch):

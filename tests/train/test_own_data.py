@@ -8,7 +8,6 @@ own size is checked in test_fit_data.py."""
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from ouro.cli import main as ouro
@@ -94,14 +93,14 @@ def run_own_data(tmp_path, capsys, *, autoencoder=None):
     return ds, run, saved
 
 
-def test_own_data_pixels(tmp_path, capsys, compile_cache):
+def test_own_data_pixels(tmp_path, capsys):
     ds, run, saved = run_own_data(tmp_path, capsys)
     data = saved["train"]["data"]
     assert (data["kind"], data["image_size"], data["channels"], data["space"]) == ("sharded", 16, 3, "pixels")
     assert saved["train"]["model"]["in_channels"] == 3 and saved["train"]["model"]["patch_size"] == 2
 
 
-def test_own_data_latents(tmp_path, capsys, compile_cache):
+def test_own_data_latents(tmp_path, capsys):
     ae = tiny_autoencoder(tmp_path / "vae")
     ds, run, saved = run_own_data(tmp_path, capsys, autoencoder=ae)
     enc = read_index(str(ds)).meta["encoder"]
@@ -121,15 +120,3 @@ def test_own_data_latents(tmp_path, capsys, compile_cache):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "latents" in err and "data.autoencoder=DIR" in err
 
-
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """One persistent XLA cache for this file's runs (pixels and latents share most shapes)."""
-    import jax
-
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])

@@ -10,7 +10,8 @@ Captions, in this order of precedence:
     honoured): ouro/data/convert/kohya.py.
 Every image needs a non-empty caption. The captions are kept in the dataset (field
 "captions"): training samples held-out ones, `ouro report` shows them.
-Images are center-cropped to a square, resized to `size` (Lanczos), scaled to [-1, 1] and
+Images are center-cropped to a square, resized to `size` (Lanczos) - or, with `buckets`, kept
+at their aspect in the nearest aspect bucket (ouro/data/buckets.py) - scaled to [-1, 1] and
 passed through `encode` (an autoencoder: (N, H, W, 3) -> NHWC latents) or kept as pixels.
 Captions are embedded per shard with `embed` (default: Gemma-3 via ouro.text.embed, cached);
 with `text_tokens=T` also per token (Gemma-3 hidden states padded to T + mask: fields
@@ -36,20 +37,36 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 METADATA_FILES = ("captions.jsonl", "metadata.jsonl", "metadata.csv")
 
 
-def load_image(src: str | bytes | Path, size: int, where: str) -> np.ndarray:
-    """(size, size, 3) float32 in [-1, 1]: center crop to a square, then resize."""
+def load_image(src: str | bytes | Path, size: int | tuple[int, int], where: str) -> np.ndarray:
+    """(H, W, 3) float32 in [-1, 1]: centre-crop the least to the target aspect, then resize
+    (Lanczos). `size`: S for a square S x S, or (H, W) for an aspect bucket."""
     from PIL import Image
 
+    height, width = (size, size) if isinstance(size, int) else size
     try:
         with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
             im = im.convert("RGB")
             w, h = im.size
-            s = min(w, h)
-            im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-            im = im.resize((size, size), Image.Resampling.LANCZOS)
+            if w * height > h * width:  # wider than the target: crop the sides
+                cw, ch = max(1, round(h * width / height)), h
+            else:  # taller (or equal): crop top and bottom
+                cw, ch = w, max(1, round(w * height / width))
+            im = im.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch))
+            im = im.resize((width, height), Image.Resampling.LANCZOS)
             return np.asarray(im, np.float32) / 127.5 - 1.0
     except (OSError, ValueError) as e:
         raise UserError(f"{where}: not a readable image ({e})") from None
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, from its header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable image ({e})") from None
 
 
 def read_text(path: Path) -> str:
@@ -124,23 +141,12 @@ def find_rows(root: Path) -> tuple[list[tuple[str, str]], str]:
     return list(find_captions(root).items()), "captions"
 
 
-def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
-                   encode: Encode | None = None, embed: Embed | None = None,
-                   shard_size: int = 4096, encoder_name: str = "pixels",
-                   progress: bool = True, text_tokens: int = 0,
-                   embed_tokens: EmbedTokens | None = None,
-                   encoder: dict | None = None, name: str | None = None) -> Index:
-    """`encoder`: index.json's record of `encode` (ouro.data.convert.plan.encoder_from_spec);
-    `name`: the dataset's name (default: out_dir's folder)."""
-    root = Path(src_dir)
-    if not root.is_dir():
-        raise UserError(f"{root}: not a directory")
-    rows, layout = find_rows(root)
+def shard_plan(root: Path, rows: list[tuple[str, str]], size: int | tuple[int, int], *, encode: Encode | None,
+               embed: Embed, tokens_fn: EmbedTokens | None, text_tokens: int, shard_size: int,
+               width: int) -> list:
+    """(shard name, build) pairs writing `rows` (image, caption) at `size`; `width`: the
+    captions' byte width (one row size for every shard)."""
     names, captions = [n for n, _ in rows], [c for _, c in rows]
-    embed = embed or default_embed
-    tokens_fn, tokens_meta = text_tokens_setup(text_tokens, embed_tokens)
-    listing = hashlib.sha256("\n".join(f"{n}\t{c}" for n, c in rows).encode()).hexdigest()
-    width = max(len(c.encode("utf-8")) for c in captions)  # one row size for every shard
 
     def build(a: int, b: int) -> dict[str, np.ndarray]:
         loaded: dict[str, np.ndarray] = {}  # a repeated image (Kohya repeats) is read once per shard
@@ -153,11 +159,44 @@ def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
                CAPTIONS: encode_captions(texts, width)}
         return out | (token_fields(texts, tokens_fn, text_tokens) if tokens_fn else {})
 
-    plan = [(f"shard-{j:05d}", lambda a=a, b=b: build(a, b)) for j, (a, b) in enumerate(chunks(len(names), shard_size))]
-    source = {"from-images": str(root.resolve()), "images": len(names), "layout": layout, "listing_sha256": listing,
+    return [(f"shard-{j:05d}", lambda a=a, b=b: build(a, b)) for j, (a, b) in enumerate(chunks(len(names), shard_size))]
+
+
+def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
+                   encode: Encode | None = None, embed: Embed | None = None,
+                   shard_size: int = 4096, encoder_name: str = "pixels",
+                   progress: bool = True, text_tokens: int = 0,
+                   embed_tokens: EmbedTokens | None = None,
+                   encoder: dict | None = None, name: str | None = None,
+                   buckets: str | None = None, bucket_step: int | None = None,
+                   max_aspect: float | None = None) -> Index:
+    """`encoder`: index.json's record of `encode` (ouro.data.convert.plan.encoder_from_spec);
+    `name`: the dataset's name (default: out_dir's folder). `buckets` ("auto" or "WxH,...")
+    keeps each image's aspect in a bucket of about size^2 pixels (ouro/data/convert/bucketed.py)."""
+    root = Path(src_dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a directory")
+    rows, layout = find_rows(root)
+    captions = [c for _, c in rows]
+    embed = embed or default_embed
+    tokens_fn, tokens_meta = text_tokens_setup(text_tokens, embed_tokens)
+    listing = hashlib.sha256("\n".join(f"{n}\t{c}" for n, c in rows).encode()).hexdigest()
+    width = max(len(c.encode("utf-8")) for c in captions)  # one row size for every shard
+    common = dict(encode=encode, embed=embed, tokens_fn=tokens_fn, text_tokens=text_tokens,
+                  shard_size=shard_size, width=width)
+    source = {"from-images": str(root.resolve()), "images": len(rows), "layout": layout, "listing_sha256": listing,
               "size": size, "encoder": encoder_name, "shard_size": shard_size, "text_tokens": tokens_meta}
     meta = {"encoder": encoder_record(encode, encoder, encoder_name), **({"name": name} if name else {}),
-            "source": {"converter": "from-images", "input": str(root.resolve()), "images": len(names),
+            "source": {"converter": "from-images", "input": str(root.resolve()), "images": len(rows),
                        "size": size}}
+    if buckets:
+        from ouro.data.convert.bucketed import convert_bucketed
+
+        return convert_bucketed(root, rows, out_dir, buckets, size=size, step=bucket_step, max_aspect=max_aspect,
+                                plan_args=common, source=source, meta=meta, progress=progress,
+                                text_tokens=tokens_meta)
+    if bucket_step is not None or max_aspect is not None:
+        raise UserError("--bucket-step / --max-aspect only apply with --buckets")
+    plan = shard_plan(root, rows, size, **common)
     return run_plan(out_dir, plan, source=source, desc="from-images", progress=progress, text_tokens=tokens_meta,
                     meta=meta)

@@ -1,0 +1,81 @@
+"""`ouro data from-images --buckets ...`: an image folder -> a bucketed dataset (ouro/data/buckets.py).
+
+Every image's header is read for its (H, W); it goes to the bucket nearest its aspect; each
+bucket's rows (in dataset order) are written as an ordinary dataset in `<out>/b<H>x<W>/`
+through the same shard plan as a square conversion, and the top-level index.json listing the
+buckets is written last. Resumable like every converter: a bucket whose index.json exists was
+finished by an earlier run of the same command and is kept; the bucket being written resumes
+from its own `.progress.json`. Buckets that receive no image are left out of the dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ouro.data.buckets import (DEFAULT_MAX_ASPECT, BucketedIndex, default_step, make_buckets, nearest,
+                               write_buckets)
+from ouro.data.format import read_index
+from ouro.errors import UserError
+
+
+def downsample_of(encode: Any, size: int) -> int:
+    """How many pixels per latent cell the encoder takes (1 for pixel space): one probe encode."""
+    if encode is None:
+        return 1
+    out = np.asarray(encode(np.zeros((1, size, size, 3), np.float32)))
+    if out.ndim != 4 or size % out.shape[1]:
+        raise UserError(f"the autoencoder maps {size}x{size} px to {out.shape}; expected (1, h, w, c) with h "
+                        f"dividing {size}")
+    return size // out.shape[1]
+
+
+def convert_bucketed(root: Path, rows: list[tuple[str, str]], out_dir: str, spec: str, *, size: int,
+                     step: int | None, max_aspect: float | None, plan_args: dict[str, Any],
+                     source: dict[str, Any], meta: dict[str, Any], progress: bool,
+                     text_tokens: dict[str, Any] | None) -> BucketedIndex:
+    from ouro.data.convert.images import image_size_of, shard_plan
+    from ouro.data.convert.plan import run_plan
+
+    out = Path(out_dir)
+    if "://" in str(out_dir):
+        raise UserError(f"{out_dir}: converters write to a local directory; upload it afterwards")
+    if (out / "index.json").exists():
+        raise UserError(f"{out / 'index.json'}: a finished dataset is already here")
+    d = downsample_of(plan_args["encode"], size)
+    step = default_step(size, d) if step is None else step
+    max_aspect = DEFAULT_MAX_ASPECT if max_aspect is None else max_aspect
+    buckets = make_buckets(spec, size=size, step=step, max_aspect=max_aspect, downsample=d)
+    sizes: dict[str, tuple[int, int]] = {}
+    for n, _ in rows:
+        if n not in sizes:
+            sizes[n] = image_size_of(root / n)
+    which = [nearest(*sizes[n], buckets) for n, _ in rows]
+    bucketing = {"spec": spec, "size": size, "step": step if spec == "auto" else None,
+                 "max_aspect": max_aspect if spec == "auto" else None, "downsample": d}
+    source = {**source, "bucketing": bucketing}
+    kept = []
+    for i, bucket in enumerate(buckets):
+        mine = [r for r, k in zip(rows, which) if k == i]
+        if not mine:
+            continue
+        sub = out / bucket.name
+        sub_source = {**source, "bucket": bucket.name, "rows": len(mine)}
+        if (sub / "index.json").exists():  # finished by an earlier run of this command
+            done = read_index(str(sub))
+            if done.meta.get("source", {}).get("bucket_of") != sub_source:
+                raise UserError(f"{sub / 'index.json'}: a bucket of a conversion of different inputs is in "
+                                f"this directory; use a new output directory or delete it")
+        else:
+            plan = shard_plan(root, mine, bucket.pixels, **plan_args)
+            run_plan(str(sub), plan, source=sub_source, desc=f"from-images {bucket.name}", progress=progress,
+                     text_tokens=text_tokens,
+                     meta={**meta, "source": {**meta["source"], "bucket_of": sub_source}})
+        kept.append(dataclasses.replace(bucket, rows=len(mine)))
+    meta = {**meta, "source": {**meta["source"], "bucketing": bucketing}}
+    index = BucketedIndex(str(out), kept, [read_index(str(out / b.name)) for b in kept], meta, bucketing)
+    write_buckets(index)
+    return index
