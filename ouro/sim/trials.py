@@ -317,6 +317,9 @@ def trial_pod_run(sim: Sim) -> Outcome:
         return Outcome(name, False, f"no checkpoint {CKPT_EVERY}: {first.communicate()[0].decode()[-600:]}")
     os.killpg(first.pid, signal.SIGTERM)  # the slice is preempted: gcloud passes it to every host
     out1 = first.communicate(timeout=600)[0].decode()
+    # a preempted slice comes back only after its VMs are gone: gcloud exits at once, the
+    # hosts' `ouro run` still saves and records "interrupted" - wait for that, as a pod would
+    _wait_until_not_running(sim, f"{sim.run_url(name)}/run.json", timeout=600)
     second = pod_run()
     out2 = second.communicate(timeout=1800)[0].decode()
     printed = out2.splitlines()[0] if out2 else ""
@@ -330,6 +333,26 @@ def trial_pod_run(sim: Sim) -> Outcome:
     return Outcome(name, not diff, diff or f"printed command == executed gcloud argv; preempted (first pod-run exit "
                                            f"{first.returncode}), the rerun resumed from step {metrics['resumed_from']} "
                                            f"and finished identical to the uninterrupted run")
+
+
+def _wait_until_not_running(sim: Sim, record: str, *, timeout: float) -> None:
+    """Until the run record on the bucket is no longer 'running' by a live process."""
+    import os
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rec = json.loads(sim.fs().cat(record))
+        except FileNotFoundError:
+            return
+        pid = rec.get("pid")
+        if rec.get("status") != "running" or not isinstance(pid, int):
+            return
+        try:
+            os.kill(pid, 0)  # the hosts share the sim's PID namespace
+        except ProcessLookupError:
+            return
+        time.sleep(1)
 
 
 TRIALS: dict[str, Callable[[Sim], Outcome]] = {
