@@ -31,6 +31,7 @@ def test_auto_buckets_share_one_area_budget_and_images_go_to_the_nearest_aspect(
     assert auto_sizes(16, 4) == [(12, 20), (16, 16), (20, 12)]
     sdxl = auto_sizes(1024, 64)
     assert (1024, 1024) in sdxl and (832, 1216) in sdxl and (768, 1344) in sdxl
+    assert len(sdxl) == 11 and sdxl[0] == (704, 1408) and sdxl[-1] == (1344, 768)  # (H, W), as the README says
     assert all(h * w <= 1024 ** 2 and max(h, w) / min(h, w) <= 2 and h % 64 == w % 64 == 0 for h, w in sdxl)
     buckets = make_buckets("auto", size=32, step=8, max_aspect=2.0, downsample=1)
     assert [nearest(h, w, buckets) for h, w in [(100, 200), (90, 100), (300, 100), (30, 45)]] == [0, 1, 2, 0]
