@@ -22,13 +22,13 @@ import os
 import platform
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ouro import liveness
 from ouro.errors import UserError
 from ouro.fileio import write_bytes, write_json
 from ouro.paths import project_path, project_root, resolve_out_dir, runs_dir  # noqa: F401 - notebooks import them here too
@@ -147,20 +147,12 @@ def _previous_attempt(run_dir: Path, notebook: Path, path: str | Path | None = N
     if prev.get("notebook") and Path(prev["notebook"]).name != notebook.name:
         raise RunError(f"{where} holds a run of {Path(prev['notebook']).name}, not "
                        f"{notebook.name}; pick another --run-name")
-    pid, host = prev.get("pid"), prev.get("host")
-    if status == "running" and host == socket.gethostname() and isinstance(pid, int) and _alive(pid):
-        raise RunError(f"{where} is being run now by pid {pid}; wait for it or stop it")
+    # same host, same boot, pid alive: a VM recreated under the same name (a preempted
+    # spot TPU) has another boot id, and its pid N is not the run's (ouro/liveness.py)
+    if status == "running" and liveness.running_here(prev):
+        raise RunError(f"{where} is being run now by pid {prev['pid']} on host {prev['host']}; "
+                       f"wait for it or stop it")
     return prev
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_notebook(
@@ -236,8 +228,7 @@ def run_notebook(
         "git": git_commit(),
         "packages": package_versions(),
         "python": platform.python_version(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
+        **liveness.me(),  # host, pid, boot_id: what `_previous_attempt` tells a live run by
         "argv": sys.argv,
         "start_time": _now(),
         "end_time": None,

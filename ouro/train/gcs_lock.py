@@ -8,7 +8,8 @@ not exist"), so of two runs started on one path exactly one creates it and the o
 refused, naming the holder (its JSON: host, pid, start time, command). The holder rewrites
 it every ttl/3 seconds (a heartbeat, each write conditional on the generation it last
 wrote). A SIGKILLed or preempted holder cannot delete it, so a lock whose heartbeat is
-older than `ttl_s` is stale, as is one naming a dead pid on this very host; a new run takes
+older than `ttl_s` is stale, as is one naming a dead pid on this very host or a boot of it before the last (a
+recreated VM); a new run takes
 a stale lock over with ifGenerationMatch=<its generation>, so of two runs racing for the
 same stale lock one wins. Release deletes it (conditional on our generation).
 """
@@ -16,15 +17,15 @@ same stale lock one wins. Release deletes it (conditional on our generation).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import threading
 import time
 from typing import Any
 
+from ouro import liveness
 from ouro.data import storage
-from ouro.train.runlock import LOCK_NAME, RunLocked, _alive
+from ouro.train.runlock import LOCK_NAME, RunLocked
 
 TTL_S = 120.0  # TrainConfig.lock_ttl_s's default: a preempted VM's lock frees itself this long after its last heartbeat
 
@@ -48,7 +49,7 @@ class GcsRunLock:
         (0: absent); FileExistsError when it is not. Returns the new generation."""
         fs = storage.filesystem(self.url)
         bucket, key = _split(self.url)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv[:8],
+        me = {**liveness.me(), "argv": sys.argv[:8],
               "started": getattr(self, "_started", None) or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "heartbeat": time.time()}
         self._started = me["started"]
@@ -69,10 +70,19 @@ class GcsRunLock:
         except ValueError:
             return {}, int(fs.info(self.url)["generation"])
 
-    def _stale(self, h: dict[str, Any]) -> bool:
-        if time.time() - float(h.get("heartbeat") or 0) > self.ttl_s:
-            return True
-        return h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not _alive(h["pid"])
+    def _stale(self, h: dict[str, Any]) -> str | None:
+        """Why the holder is gone (for the take-over warning), or None if it may be alive."""
+        age = time.time() - float(h.get("heartbeat") or 0)
+        if age > self.ttl_s:
+            return f"no heartbeat for {age:.0f} s"
+        if h.get("host") != socket.gethostname() or not isinstance(h.get("pid"), int):
+            return None
+        # its writer's host: with the pid gone, or rebooted since (a recreated VM under the
+        # same name, whose pid N is another process now: ouro/liveness.py)
+        theirs, ours = h.get("boot_id"), liveness.boot_id()
+        if theirs and ours and theirs != ours:
+            return f"this host has rebooted since: boot id {theirs[:8]}..., now {ours[:8]}..."
+        return None if liveness.running_here(h) else "that pid is not running on this host"
 
     def acquire(self) -> None:
         if not self.enabled or self.generation is not None:
@@ -86,13 +96,13 @@ class GcsRunLock:
             h, gen = self._holder()
             if gen is None:
                 continue  # released in between: try to create again
-            if not self._stale(h):
+            why = self._stale(h)
+            if why is None:
                 raise RunLocked(self._refusal(h))
             try:
                 self.generation = self._write(gen)
                 print(f"WARNING: {self.url}: took over a stale lock of pid {h.get('pid', '?')} on host "
-                      f"{h.get('host', '?')} (no heartbeat for {time.time() - float(h.get('heartbeat') or 0):.0f} s)",
-                      file=sys.stderr, flush=True)
+                      f"{h.get('host', '?')} ({why})", file=sys.stderr, flush=True)
                 break
             except FileExistsError:
                 continue

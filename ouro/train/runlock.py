@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ouro.errors import UserError
+from ouro.liveness import pid_alive
 
 LOCK_NAME = "run.lock"
 
@@ -35,16 +36,6 @@ class RunLocked(UserError):
 
 class RunDirUnwritable(UserError):
     """The run directory cannot be created or written (read-only disk, permissions)."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def holder_of(path: Path) -> dict[str, Any]:
@@ -91,7 +82,7 @@ class RunLock:
     def _refusal(self) -> str:
         h = holder_of(self.path)
         who = f"pid {h.get('pid', '?')} on host {h.get('host', '?')} (since {h.get('started', '?')})"
-        if h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not _alive(h["pid"]):
+        if h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not pid_alive(h["pid"]):
             who += ", a pid that is no longer alive yet the lock is held (a forked child?)"
         return (f"{self.path.parent} is being written by another run: {who}. Wait for it to "
                 f"finish, stop it, or choose another out_dir")
