@@ -42,20 +42,57 @@ RULES: dict[str, str | None] = {
 }
 
 
-def init_distributed() -> None:
+def init_distributed(join_timeout_s: float | None = None) -> None:
     """Start jax.distributed on multi-process runs; a no-op on one process.
 
     On TPU pods `jax.distributed.initialize()` discovers everything itself; elsewhere set
     JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (e.g. the localhost test).
     Must run before anything touches the devices.
+
+    join_timeout_s (TrainConfig.join_timeout_s): how long the hosts wait for each other. A
+    host that never starts leaves the others in jax.distributed's start-up, which after its
+    own timeout (300 s by default) aborts with a C++ fatal log and stack trace that names
+    nothing. Here a watchdog prints one line at join_timeout_s and exits 3 first (jax's own
+    deadline is set a minute later). jax does not say which processes have joined, so the
+    line names this one, the coordinator and the count expected.
     """
     addr = os.environ.get("JAX_COORDINATOR_ADDRESS")
     if addr:
-        jax.distributed.initialize(coordinator_address=addr,
-                                   num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                                   process_id=int(os.environ["JAX_PROCESS_ID"]))
+        n, me = int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"])
+        _initialize(join_timeout_s, f"process {me} of {n} (coordinator {addr})",
+                    coordinator_address=addr, num_processes=n, process_id=me)
     elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
-        jax.distributed.initialize()
+        workers = os.environ["TPU_WORKER_HOSTNAMES"].count(",") + 1
+        _initialize(join_timeout_s, f"TPU worker {os.environ.get('TPU_WORKER_ID', '?')} of {workers}")
+
+
+JOIN_EXIT = 3  # as a lost host (ouro/train/host_watch.py): the pod, not this host's input, failed
+
+
+def _initialize(join_timeout_s: float | None, who: str, **kwargs: Any) -> None:
+    if join_timeout_s is None:
+        jax.distributed.initialize(**kwargs)
+        return
+    import sys
+    import threading
+
+    timeout = max(1, math.ceil(join_timeout_s))
+    joined = threading.Event()
+
+    def watchdog() -> None:
+        if not joined.wait(timeout):
+            os.write(2, (f"ouro: error: the pod did not start: {who} waited {timeout} s "
+                         f"(join_timeout_s) in jax.distributed's start-up for hosts that never "
+                         f"joined; start the same `ouro train` on every host (or raise "
+                         f"join_timeout_s)\n").encode())
+            sys.stdout.flush()
+            os._exit(JOIN_EXIT)  # the main thread is inside jax's C++ connect: no unwinding
+
+    threading.Thread(target=watchdog, name="pod-join-watchdog", daemon=True).start()
+    try:
+        jax.distributed.initialize(**kwargs, initialization_timeout=timeout + 60)
+    finally:
+        joined.set()
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, devices: Sequence[Any] | None = None) -> Mesh:

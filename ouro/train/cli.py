@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
 
     from ouro.sharding import init_distributed
 
-    init_distributed()  # before anything touches the devices (no-op on one process)
+    init_distributed(cfg.join_timeout_s)  # before anything touches the devices (no-op on one process)
     from ouro.train import train
 
     summary = train(cfg)

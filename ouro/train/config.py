@@ -76,7 +76,7 @@ def _model_preset(text: str, key: str) -> Any:
          weight_decay=">=0", b1="[0,1)", b2="[0,1)", clip_norm=">0", ema_decay="[0,1)",
          cfg_dropout="[0,1)", tread_rate="[0,1)", log_every=">0", ckpt_every=">0", keep_ckpts=">0",
          keep_every_steps=">=0", microbatches=">0", stop_check_every=">0", sample_every=">=0",
-         host_timeout_s=">0", lock_ttl_s=">=10")
+         host_timeout_s=">0", lock_ttl_s=">=10", join_timeout_s=">=1")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     # any registered family's config (ouro/model/registry.py); `model=dit-debug` picks a preset
@@ -109,6 +109,7 @@ class TrainConfig:
     keep_every_steps: int = 10_000  # epoch ends kept for good at most this often (Ouroboros: 10k-step epochs); 0: every epoch
     stop_check_every: int = 10  # hosts agree on a stop every N steps: a tiny all-gather + host sync; preemption leaves ~30 s
     host_timeout_s: float = 60.0  # a pod host silent this long is lost: the others stop with one line naming it (ouro/train/host_watch.py), below jax.distributed's own 100 s
+    join_timeout_s: float = 300.0  # a pod's start: how long the hosts wait for each other in jax.distributed's start-up before one line names the wait and each exits 3 (ouro/sharding.py)
     lock_ttl_s: float = 120.0  # gs:// run lock: a holder with no heartbeat this long (a preempted VM) is taken over; it beats every ttl/3 (ouro/train/gcs_lock.py)
     wandb: bool = False  # Weights & Biases logging
     wandb_project: str = "ouro"  # W&B project the runs are grouped under

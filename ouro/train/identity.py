@@ -31,6 +31,7 @@ SAFE_ON_RESUME: dict[str, str] = {
     "keep_every_steps": "which epoch-end checkpoints are kept for good",
     "stop_check_every": "how often pod hosts agree on a stop",
     "host_timeout_s": "how long a silent pod host is waited for",
+    "join_timeout_s": "how long pod hosts wait for each other at start-up",
     "lock_ttl_s": "how long a gs:// run lock without a heartbeat is honoured",
     "progress": "the progress bar",
     "tensorboard": "event files: logging only",
