@@ -137,9 +137,15 @@ class Checkpointer:
                 pass
         return self.confirmed
 
-    def poll(self) -> None:
-        """Cheap (no host sync): confirm a finished async save, raising at once if it failed."""
+    def poll(self, after: Any = None) -> None:
+        """Cheap (no host sync): confirm a finished async save, raising at once if it failed.
+        `after` (the state just dispatched) is settled first on a pod: confirming prunes, and
+        Orbax's delete ends in a cross-host barrier, a collective (host_watch.settle)."""
         if self._pending is not None and not self.manager.is_saving_in_progress():
+            if after is not None and jax.process_count() > 1:
+                from ouro.train.host_watch import settle
+
+                settle(after)
             self.wait()
 
     def wait(self) -> None:
@@ -343,16 +349,23 @@ class StopFlag:
     def __bool__(self) -> bool:
         return self.signal is not None
 
-    def agreed(self, step: int, every: int) -> bool:
+    def agreed(self, step: int, every: int, after: Any = None) -> bool:
         """Should every host stop after `step`? One process: this flag, at every step.
         Several: all hosts' flags are or-ed by a tiny all-gather, only at steps that are
         multiples of `every` (the same steps everywhere, so all hosts stop together; a host
-        sync every `every` steps, not every step)."""
+        sync every `every` steps, not every step). `after` (the state of the step just
+        dispatched) is settled first: a host whose step failed because a peer is gone must
+        not start the all-gather (host_watch.settle)."""
         if jax.process_count() == 1:
             return bool(self)
         if step % every:
             return False
         from jax.experimental import multihost_utils
+
+        from ouro.train.host_watch import settle
+
+        if after is not None:
+            settle(after)
 
         flags = np.asarray(multihost_utils.process_allgather(np.int32(bool(self))))
         self.by_peer = bool(flags.any()) and not bool(self)

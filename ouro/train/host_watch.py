@@ -15,6 +15,17 @@ coordinator becoming unreachable, makes each survivor print one line - the lost 
 the last checkpoint that completed - and exit with status 3 without waiting in the
 collective. A rerun resumes from that checkpoint.
 
+A survivor must issue no collective after one has failed on it: XLA's CPU collectives (gloo)
+match messages by order, so a host that starts a new collective (the stop-flag all-gather,
+Orbax's save barrier, a shutdown barrier) while another survivor is still inside the failed
+one sends it a message of the wrong size, and gloo aborts that host - process 0 included,
+whose coordination service then takes every other host down before any line is printed.
+So the loop `settle`s the step before each collective whose inputs do not depend on the
+train state (a failed step makes every later step fail without running), and a host whose
+collective failed (`strand`) issues nothing more: it keeps beating while its watch names the
+silent host, prints the line (flushed, before anything that can abort) and leaves with
+os._exit - no atexit hooks, no jax.distributed shutdown barrier.
+
 `agreed(name)`: process 0 runs the block (the run lock: only it takes the lock) and
 publishes the outcome; the others wait for it and raise the same error, so a refused run
 stops on every host at once instead of K-1 hosts waiting in their first collective.
@@ -47,6 +58,7 @@ def _client() -> Any:
 
 class HostWatch:
     current_checkpoints: Any = None  # the run's Checkpointer (set by the loop): its confirmed step is safe
+    current: "HostWatch | None" = None  # the active watch of this process (a pod run), for `settle`
 
     def __init__(self, timeout_s: float):
         self.timeout_s = float(timeout_s)
@@ -60,24 +72,37 @@ class HostWatch:
             self._beat(str(time.time()))
             self._thread = threading.Thread(target=self._run, name="host-watch", daemon=True)
             self._thread.start()
+            HostWatch.current = self
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.active:
+            HostWatch.current = None
             if exc is not None and _peer_gone(exc):
-                # a host died inside a collective and the transport saw its socket close
-                # before its heartbeat went quiet: this host is a survivor, not the failure.
-                # Keep beating and let the watch name the silent host (it exits 3); only if
-                # none goes silent is this host's error its own.
-                deadline = time.monotonic() + self.timeout_s * 1.5
-                while time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
-                    time.sleep(0.2)
+                self.strand(exc)  # never returns
             self._stop.set()
             # a host that finished is not lost; one that failed is, at once (the others would
             # wait for it in their next collective)
             failed = exc_type is not None and not issubclass(exc_type, UserError)
             with contextlib.suppress(Exception):
                 self._beat(f"failed:{exc_type.__name__}" if failed else "done")
+
+    def strand(self, exc: BaseException) -> None:
+        """This host's collective failed because a peer's connection dropped: it is a
+        survivor, not the failure. Issue nothing more; keep beating while the watch names
+        the silent host (that prints the line and exits 3). If no host goes silent in 1.5
+        timeouts (a peer that closed its socket but still beats), say so and exit 3 anyway:
+        unwinding would run jax.distributed's shutdown barrier."""
+        deadline = time.monotonic() + self.timeout_s * 1.5
+        while time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
+            time.sleep(0.2)
+        self._say(f"ouro: error: a collective failed on host {self.me} because a peer's connection "
+                  f"dropped ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}), but no host "
+                  f"went silent within {self.timeout_s * 1.5:.0f} s (host_timeout_s={self.timeout_s:g}); "
+                  f"{self._safe()}. Host {self.me} stops; rerun to resume.")
+        with contextlib.suppress(Exception):
+            self._beat("lost:?")
+        os._exit(LOST_EXIT)
 
     def _beat(self, value: str) -> None:
         _client().key_value_set(f"{_PREFIX}{self.me}", f"{value} {socket.gethostname()} {os.getpid()}",
@@ -115,15 +140,36 @@ class HostWatch:
                     who = f"{i}" + (f" ({' '.join(value.split()[1:])})" if value else "")
                     self._lost(who, now - last[1], "no heartbeat")
 
-    def _lost(self, who: str, age: float, why: str) -> None:
+    @staticmethod
+    def _safe() -> str:
+        """'the last complete checkpoint is step N in DIR', asked in a thread bounded to a few
+        seconds (on gs:// it reads the emulator/bucket): the line must not wait on storage."""
         ck = HostWatch.current_checkpoints
-        step = ck.safe_step() if ck is not None else None
-        safe = (f"the last complete checkpoint is step {step} in {ck.directory}" if step is not None
+        if ck is None:
+            return "no checkpoint completed in this run"
+        found: list[int | None] = [ck.confirmed]
+        t = threading.Thread(target=lambda: found.__setitem__(0, ck.safe_step()), daemon=True)
+        t.start()
+        t.join(5.0)
+        step = found[0]
+        return (f"the last complete checkpoint is step {step} in {ck.directory}" if step is not None
                 else "no checkpoint completed in this run")
+
+    @staticmethod
+    def _say(line: str) -> None:
+        # straight to the file descriptor as well as sys.stderr's buffer: the line must be out
+        # before os._exit or an abort, whatever Python's stream is doing on another thread
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        try:
+            os.write(2, (line + "\n").encode())
+        except OSError:
+            print(line, file=sys.stderr, flush=True)
+
+    def _lost(self, who: str, age: float, why: str) -> None:
         why = why if age == 0 else f"{why} for {age:.0f} s (host_timeout_s={self.timeout_s:g})"
-        print(f"ouro: error: lost host {who}: {why}; "
-              f"{safe}. Host {self.me} stops instead of waiting in a collective; rerun to resume.",
-              file=sys.stderr, flush=True)
+        self._say(f"ouro: error: lost host {who}: {why}; "
+                  f"{self._safe()}. Host {self.me} stops instead of waiting in a collective; rerun to resume.")
         with contextlib.suppress(Exception):
             self._beat(f"lost:{who.split()[0]}")
             if self.me == 0:
@@ -142,6 +188,20 @@ class HostWatch:
             if all(entries.get(k, "").startswith(("lost:", "done", "failed:")) for k in others):
                 return
             time.sleep(0.2)
+
+
+def settle(tree: Any) -> None:
+    """Wait until `tree` (the train state after the step just dispatched) is computed, before
+    a collective that does not depend on it: if the step failed because a peer is gone, this
+    host is stranded (see HostWatch.strand) and must not start that collective. On TPU the
+    next collective would wait for the step anyway, so this costs a dispatch round trip."""
+    try:
+        jax.block_until_ready(tree)
+    except Exception as e:  # noqa: BLE001
+        watch = HostWatch.current
+        if watch is not None and _peer_gone(e):
+            watch.strand(e)
+        raise
 
 
 def _peer_gone(exc: BaseException) -> bool:

@@ -36,7 +36,7 @@ from ouro.train.fit_data import fit_to_dataset
 from ouro.train.previews import Previews, dataset_record
 from ouro.train import identity
 from ouro.train.inputs import make_input
-from ouro.train.host_watch import HostWatch, agreed
+from ouro.train.host_watch import HostWatch, agreed, settle
 from ouro.train.metrics import CSVLog, Sinks
 from ouro.train.run_record import RunRecord
 from ouro.train.runlock import lock_for
@@ -153,6 +153,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     steps_per_epoch = data.steps_per_epoch
 
     def save(step: int) -> None:
+        if jax.process_count() > 1:  # Orbax's save opens with a barrier (a collective)
+            settle(state["step"])
         record.sync()  # loss.csv on gs:// holds every row up to `step` before its checkpoint exists
         ckpt.save(step, state, {"data": data.state(), "step": step,
                                 "epoch": step // steps_per_epoch, "name": cfg.name})
@@ -219,8 +221,12 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         bucket_steps[size] = bucket_steps.get(size, 0) + 1
         state = trainer.step(state, shd.global_batch(local, mesh))
         step += 1
-        ckpt.poll()  # a failed async save is raised here, not at the next save
-        preempt = stop.agreed(step, cfg.stop_check_every) or (stop_after is not None and step >= stop_after)
+        # both may start a collective that does not depend on the step (a prune's barrier, the
+        # stop all-gather): on a pod they first wait for the step, so a host whose step failed
+        # (a peer lost) starts none (ouro/train/host_watch.py)
+        ckpt.poll(after=state["step"])  # a failed async save is raised here, not at the next save
+        preempt = stop.agreed(step, cfg.stop_check_every, after=state["step"]) or (
+            stop_after is not None and step >= stop_after)
         kept_epoch = step % keep_every == 0  # an epoch end kept for good: always saved
         scheduled = step % cfg.ckpt_every == 0 or kept_epoch or step == cfg.steps
         if step % cfg.log_every == 0 or scheduled:
