@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m ouro.sim", description="pod in a box: the trial matrix")
     ap.add_argument("--hosts", type=int, default=4, help="simulated hosts, 2 CPU devices each (default 4)")
-    ap.add_argument("--trials", default="all", help=f"comma-separated, from: {', '.join(TRIALS)}")
+    ap.add_argument("--trials", default="all", help=f"comma-separated, from: {', '.join(TRIALS)}; a trial named "
+                                                    f"again runs again on runs of its own (lost-host,lost-host)")
     ap.add_argument("--workdir", help="logs and scratch (default: a new temp dir, kept on failure)")
     ap.add_argument("--host-timeout", type=float, default=20.0, help="host_timeout_s of the runs")
     ap.add_argument("--table", help="also write the table (markdown) here")
@@ -56,12 +57,15 @@ def main(argv: list[str] | None = None) -> int:
               f"isolation: {'unshare (mount + UTS namespaces, private /tmp)' if pod.isolate else 'separate directories'}; "
               f"logs in {workdir / 'logs'}", flush=True)
         sim = Sim(pod, gcs, workdir, host_timeout_s=a.host_timeout)
-        for name in names:
+        for i, name in enumerate(names):
             t = time.time()
+            sim.round = names[:i].count(name)
             try:
                 o = TRIALS[name](sim)
             except Exception as e:  # noqa: BLE001 - a trial that crashes is a failed trial, the rest still run
                 o = Outcome(name, False, f"{type(e).__name__}: {e}")
+            if sim.round:
+                o.trial = f"{o.trial} #{sim.round + 1}"
             o.seconds = time.time() - t
             outcomes.append(o)
             print(f"pod-sim: {o.trial}: {'PASS' if o.ok else 'FAIL'} ({o.seconds:.0f} s) {o.detail}", flush=True)

@@ -41,13 +41,16 @@ class Sim:
     host_timeout_s: float = 20.0
     step_delay_s: float = 0.5
     reference: dict = field(default_factory=dict)
+    round: int = 0  # a trial named again in --trials: its n-th repeat, on runs of its own
+
 
     @property
     def k(self) -> int:
         return self.pod.k
 
     def run_url(self, name: str) -> str:
-        return f"gs://{BUCKET}/runs/{name}"
+        repeat = f"-r{self.round}" if self.round and name != "reference" else ""
+        return f"gs://{BUCKET}/runs/{name}{repeat}"
 
     def command(self, name: str, *, hosts: int | None = None, out_dir: str | None = None) -> list[str]:
         hosts = hosts or self.k
@@ -183,6 +186,7 @@ def trial_lost_host(sim: Sim) -> Outcome:
     procs = sim.launch(name)
     if not sim.wait_for(f"{sim.run_url(name)}/checkpoints/{CKPT_EVERY}/commit_success.txt", procs):
         return Outcome(name, False, f"never reached step {CKPT_EVERY}")
+    time.sleep(0.35 * sim.round)  # repeats kill at other points of the step (sleep, compute, collectives)
     t_kill = time.time()
     Pod.signal(procs, signal.SIGKILL, [sim.k - 1])
     codes = Pod.wait(procs[:-1], sim.host_timeout_s * 3 + 60, grace_s=sim.host_timeout_s)
