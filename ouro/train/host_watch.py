@@ -205,11 +205,14 @@ def settle(tree: Any) -> None:
 
 
 def _peer_gone(exc: BaseException) -> bool:
-    """A collective that failed because a peer's connection dropped (gloo on CPU: "Connection
-    closed by peer", "Connection reset by peer"), not an error of this host's own."""
+    """A collective that failed (gloo on CPU: "Gloo all-reduce failed: Connection closed by
+    peer", "... Timed out waiting ..." when a peer never came), not an error of this host's
+    own: on a pod that means a peer is gone or stuck, and this host is a survivor."""
     text = str(exc)
-    return type(exc).__name__ == "JaxRuntimeError" and any(
-        s in text for s in ("closed by peer", "reset by peer", "Socket closed", "Broken pipe"))
+    return type(exc).__name__ == "JaxRuntimeError" and (
+        ("Gloo " in text and " failed" in text)
+        or any(s in text for s in ("closed by peer", "reset by peer", "Socket closed", "Broken pipe",
+                                   "Timed out waiting")))
 
 
 @contextlib.contextmanager

@@ -143,6 +143,13 @@ def test_a_step_that_succeeded_agrees_as_before(pod, monkeypatch):
     assert StopFlag().agreed(3, 2, after=object()) is False and len(collectives) == 1  # not a check step
 
 
+@pytest.mark.parametrize("text", ["Gloo all-reduce failed: Read error [127.0.0.1]:5: Connection reset by peer",
+                                  "Gloo AllGather failed: Timed out waiting 30000ms for recv operation to complete"])
+def test_any_failed_collective_strands(text):
+    assert host_watch._peer_gone(JaxRuntimeError(f"INTERNAL: {text}"))
+    assert not host_watch._peer_gone(RuntimeError(text))  # not from the runtime: this host's own
+
+
 def test_an_error_of_this_hosts_own_is_raised_not_stranded(pod, monkeypatch):
     _, exits, collectives = pod
 
