@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     f"again runs again on runs of its own (lost-host,lost-host)")
     ap.add_argument("--workdir", help="logs and scratch (default: a new temp dir, kept on failure)")
     ap.add_argument("--host-timeout", type=float, default=20.0, help="host_timeout_s of the runs")
+    ap.add_argument("--step-delay", type=float, default=0.5,
+                    help="seconds each train step sleeps first (a real step's time; smaller: a kill lands "
+                         "in a collective more often)")
     ap.add_argument("--table", help="also write the table (markdown) here")
     a = ap.parse_args(argv)
     names = list(TRIALS) if a.trials == "all" else [t.strip() for t in a.trials.split(",") if t.strip()]
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pod-sim: {a.hosts} hosts x {pod.devices} CPU devices, emulator {gcs.url}, "
               f"isolation: {'unshare (mount + UTS namespaces, private /tmp)' if pod.isolate else 'separate directories'}; "
               f"logs in {workdir / 'logs'}", flush=True)
-        sim = Sim(pod, gcs, workdir, host_timeout_s=a.host_timeout)
+        sim = Sim(pod, gcs, workdir, host_timeout_s=a.host_timeout, step_delay_s=a.step_delay)
         for i, name in enumerate(names):
             t = time.time()
             sim.round = names[:i].count(name)

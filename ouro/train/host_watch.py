@@ -88,16 +88,16 @@ class HostWatch:
                 self._beat(f"failed:{exc_type.__name__}" if failed else "done")
 
     def strand(self, exc: BaseException) -> None:
-        """This host's collective failed because a peer's connection dropped: it is a
-        survivor, not the failure. Issue nothing more; keep beating while the watch names
+        """This host's collective failed (a peer's connection dropped, or it never came): it
+        is a survivor, not the failure. Issue nothing more; keep beating while the watch names
         the silent host (that prints the line and exits 3). If no host goes silent in 1.5
         timeouts (a peer that closed its socket but still beats), say so and exit 3 anyway:
         unwinding would run jax.distributed's shutdown barrier."""
         deadline = time.monotonic() + self.timeout_s * 1.5
         while time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
             time.sleep(0.2)
-        self._say(f"ouro: error: a collective failed on host {self.me} because a peer's connection "
-                  f"dropped ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}), but no host "
+        self._say(f"ouro: error: a collective failed on host {self.me} "
+                  f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}), but no host "
                   f"went silent within {self.timeout_s * 1.5:.0f} s (host_timeout_s={self.timeout_s:g}); "
                   f"{self._safe()}. Host {self.me} stops; rerun to resume.")
         with contextlib.suppress(Exception):
