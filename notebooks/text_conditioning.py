@@ -40,6 +40,10 @@ eval_seed: int = 0  # sampler noise seed
 sample_steps: int = 16  # Euler steps
 curve_n: int = 32  # held-out captions per learning-curve point
 curve_cfg: float = 3.0  # CFG scale of the learning curve
+capacity_captions: int = 0  # K > 0: the capacity check, the tokens arm trained on K distinct captions only
+capacity_images: int = 8192  # its training images (K captions x placements, seed 0)
+capacity_steps: int = 0  # its steps (0: the tokens arm's)
+more_sample_steps: list[int] = []  # also score the best arm at these Euler step counts (is the sampler the limit?)
 smoke: bool = False  # True: tiny autoencoder and XUT, a few steps, 16 captions (CI)
 out_dir: str = ""  # artefacts (empty: outputs/runs/text_conditioning)
 
@@ -146,6 +150,50 @@ results[best_arm]["rows"] = study.score_arm(
     [(c, (0.0, 1.0)) for c in cfg_scales] + [(best_scale, tuple(iv)) for iv in cfg_intervals],
     steps=sample_steps, seed=eval_seed)
 
+# %% [markdown]
+# ## What limits it: the capacity check and the sampler's steps
+#
+# The capacity check trains the per-token arm (same model, batch, schedule) on a CLOSED set of
+# K captions, many images each, and scores new images (the held-out placement seed) of those
+# same K captions. Reading the text and drawing the objects is then all there is to learn: if
+# whole-caption accuracy gets high, the conditioning path and the model can do it and the open
+# study is limited by compute/generalisation over 4,320 captions; if it stays low, the model
+# (or the autoencoder's latents, or the sampler) is the limit. The step check samples the best
+# arm with more Euler steps: a gain says the 16-step sampler costs accuracy.
+
+# %%
+capacity = None
+if capacity_captions:
+    cap_dir = out / "capacity"
+    cap_attrs = study.closed_captions(capacity_captions, capacity_images)
+    if not (cap_dir / "latents" / "shapes.json").exists():
+        encode_shapes_dataset(ae, cap_dir / "latents", n=capacity_images, image_size=image_size,
+                              progress=False, text_tokens=text_tokens, attrs=cap_attrs)
+    cap_base = study.base_config(cap_dir / "latents", ae, out_dir=str(cap_dir), smoke=smoke, dim=dim, depth=depth,
+                                 batch_size=batch_size, ckpt_every=ckpt_every)
+    per_image = study.train_flops(study.arm_config(cap_base, "tokens", flops=1.0, ctx_len=ctx_len)[0], ctx_len)
+    cap_flops = capacity_steps * cap_base.batch_size * per_image if capacity_steps else budget
+    cap_cfg, cap_acc = study.arm_config(cap_base, "tokens", flops=cap_flops, ctx_len=ctx_len)
+    train(cap_cfg)
+    cap_n = n_eval - n_eval % capacity_captions
+    cap_captions = make_shapes(capacity_captions, image_size=image_size,
+                               attrs=study.closed_captions(capacity_captions, capacity_captions)).captions
+    cap_test = study.heldout(cap_n, cap_captions, text_tokens, image_size=image_size,
+                             attrs=study.closed_captions(capacity_captions, cap_n))
+    capacity = {"captions": capacity_captions, "n_images": capacity_images, "n_eval": cap_n, **cap_acc,
+                **study.loss_tail(cap_cfg.out_dir),
+                "rows": study.score_arm(cap_cfg.out_dir, ae, cap_test, [(c, (0.0, 1.0)) for c in cfg_scales],
+                                        steps=sample_steps, seed=eval_seed),
+                "curve": study.learning_curve(cap_cfg.out_dir, ae, cap_test[:curve_n], cfg_scale=curve_cfg,
+                                              steps=sample_steps, seed=eval_seed)}
+    print("capacity check", {r["cfg_scale"]: round(r["all"], 3) for r in capacity["rows"]})
+
+# %%
+step_rows = [row for n_steps in more_sample_steps
+             for row in study.score_arm(plans[best_arm][0].out_dir, ae, test, [(best_scale, (0.0, 1.0))],
+                                        steps=n_steps, seed=eval_seed)]
+print({r["steps"]: round(r["all"], 3) for r in step_rows})
+
 # %%
 report = {"n_eval": n_eval, "eval_seed": eval_seed, "test_seed": 10_001, "train_seed": 0, "sample_steps": sample_steps,
           "n_images": n_images, "captions_unique": info["captions_unique"], "text_tokens": ctx_len,
@@ -153,7 +201,8 @@ report = {"n_eval": n_eval, "eval_seed": eval_seed, "test_seed": 10_001, "train_
                                                         "test_psnr_db": vae_summary["test_psnr_db"]},
           "model": {"dim": dim, "depth": depth, "batch_size": base.batch_size, "tread_rate": base.tread_rate},
           "budget_flops": budget, "budget_steps": budget_steps, "ceiling": ceiling, "arms": results,
-          "curve_n": curve_n, "curve_cfg": curve_cfg, "best": {"arm": best_arm, **best_row}}
+          "curve_n": curve_n, "curve_cfg": curve_cfg, "best": {"arm": best_arm, **best_row},
+          "capacity": capacity, "sampler_steps": step_rows}
 write_json(out / "text_conditioning.json", report)
 display(Markdown(study_tables(report)))
 

@@ -55,7 +55,36 @@ def study_tables(report: dict[str, Any]) -> str:
         f"Best: **{best.get('arm')}** at CFG {best.get('cfg_scale', 0):g}: whole-caption "
         f"{best.get('all', float('nan')):.3f} (target 0.5; reconstructions {report['ceiling']['reconstructed']['all']:.3f}).",
         f"Learning curves ({report['curve_n']} held-out captions, CFG {report['curve_cfg']:g}, EMA weights of each "
-        f"checkpoint):", curve, losses])
+        f"checkpoint):", curve, losses, *_limits(report)])
+
+
+def _limits(report: dict[str, Any]) -> list[str]:
+    """The 'what limits it' checks, where the run made them: the capacity check (the tokens
+    arm on a closed set of K captions) and the best arm at more sampler steps."""
+    from ouro.report.markdown import table
+
+    out = []
+    cap = report.get("capacity")
+    if cap:
+        rows = [[str(cap["steps"]), f"{cap['train_flops'] / 1e12:.2f}", _f(cap.get("final_loss"), ".4f"),
+                 f"{r['cfg_scale']:g}", *(_f(r[k]) for k in ATTRS)] for r in cap["rows"]]
+        per_step = cap["train_flops"] / max(cap["steps"], 1)
+        curve = [[str(p["step"]), f"{p['step'] * per_step / 1e12:.2f}", *(_f(p[k]) for k in ATTRS)]
+                 for p in cap.get("curve", [])]
+        out += [f"Capacity check: the tokens arm trained on {cap['captions']} distinct captions only "
+                f"({cap['n_images']} images), scored on {cap['n_eval']} new images (seed {report['test_seed']}) "
+                f"of the same captions:",
+                table(["steps", "TFLOP", "final loss", "CFG", *ATTRS], rows),
+                f"Its learning curve ({report['curve_n']} of those images, CFG {report['curve_cfg']:g}):",
+                table(["step", "TFLOP", *ATTRS], curve)]
+    steps = report.get("sampler_steps") or []
+    if steps:
+        best = report.get("best", {})
+        rows = [[str(best.get("steps", report["sample_steps"])), *(_f(best.get(k)) for k in ATTRS)]]
+        rows += [[str(r["steps"]), *(_f(r[k]) for k in ATTRS)] for r in steps]
+        out += [f"Sampler steps: the best arm ({best.get('arm')}, CFG {best.get('cfg_scale', 0):g}) with more "
+                f"Euler steps:", table(["Euler steps", *ATTRS], rows)]
+    return out
 
 
 def section_text_conditioning(ctx: Any) -> str:

@@ -62,14 +62,34 @@ class Heldout:
 
 
 def heldout(n: int, train_captions: Sequence[str], max_tokens: int, *, image_size: int = 32,
-            progress: bool = False) -> Heldout:
+            progress: bool = False, attrs: dict[str, np.ndarray] | None = None) -> Heldout:
+    """n TEST_SEED images; `attrs` fixes their attributes (new placements of known captions)."""
     from ouro.data.shapes import make_shapes
     from ouro.vae.pipeline import TEST_SEED, embed_captions
 
-    test = make_shapes(n, seed=TEST_SEED, image_size=image_size)
+    test = make_shapes(n, seed=TEST_SEED, image_size=image_size, attrs=attrs)
     pooled, states, mask = embed_captions(test.captions, max_tokens, progress=progress)
     train = set(train_captions)
     return Heldout(test, pooled, states, mask, np.asarray([c in train for c in test.captions]))
+
+
+def closed_captions(k: int, n: int, *, image_size: int = 32) -> dict[str, np.ndarray]:
+    """Attributes of n examples over k distinct captions (the first k distinct captions of the
+    held-out stream, TEST_SEED), each repeated n // k times in turn: the capacity check's
+    closed caption set. Trained on one seed's placements and scored on another's, a model
+    that reads its text gets these right; one that cannot does not, whatever the compute."""
+    from ouro.data.shapes import make_shapes
+    from ouro.vae.pipeline import TEST_SEED
+
+    if k < 1 or n % k:
+        raise ValueError(f"closed captions: n={n} must be a positive multiple of k={k}")
+    pool = make_shapes(max(64, 8 * k), seed=TEST_SEED, image_size=16)  # attributes only matter
+    first = list(dict.fromkeys(pool.captions))[:k]
+    if len(first) < k:
+        raise ValueError(f"closed captions: only {len(first)} distinct captions drawn, asked for {k}")
+    rows = np.asarray([pool.captions.index(c) for c in first])
+    pick = np.tile(rows, n // k)
+    return {key: v[pick] for key, v in pool.attrs.items()}
 
 
 def base_config(data_dir: str | Path, ae: Any, *, out_dir: str, smoke: bool = False, dim: int = 128,
