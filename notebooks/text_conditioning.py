@@ -40,6 +40,7 @@ eval_seed: int = 0  # sampler noise seed
 sample_steps: int = 16  # Euler steps
 curve_n: int = 32  # held-out captions per learning-curve point
 curve_cfg: float = 3.0  # CFG scale of the learning curve
+reuse_arms: str = ""  # an earlier study's out_dir whose trained (and scored) arms this run reuses; empty: its own
 capacity_captions: int = 0  # K > 0: the capacity check, the tokens arm trained on K distinct captions only
 capacity_images: int = 8192  # its training images (K captions x placements, seed 0)
 capacity_steps: int = 0  # its steps (0: the tokens arm's)
@@ -48,6 +49,7 @@ smoke: bool = False  # True: tiny autoencoder and XUT, a few steps, 16 captions 
 out_dir: str = ""  # artefacts (empty: outputs/runs/text_conditioning)
 
 # %%
+import dataclasses
 import json
 from pathlib import Path
 
@@ -123,6 +125,9 @@ ctx_len = study.text_len(data_dir)
 budget = budget_steps * base.batch_size * study.train_flops(study.arm_config(base, "pooled", flops=1.0,
                                                                               ctx_len=ctx_len)[0], ctx_len)
 plans = {arm: study.arm_config(base, arm, flops=budget, ctx_len=ctx_len) for arm in arms}
+if reuse_arms:  # the earlier run's arm directories: their checkpoints and cached scores
+    plans = {arm: (dataclasses.replace(cfg, out_dir=str(Path(project_path(reuse_arms)) / arm)), acc)
+             for arm, (cfg, acc) in plans.items()}
 for arm, (cfg, acc) in plans.items():
     print(f"{arm}: {acc['steps']} steps x {acc['batch_size']}, {acc['train_flops_per_image'] / 1e6:.1f} MFLOP "
           f"per training image, {acc['train_flops'] / 1e12:.2f} TFLOP")
@@ -130,7 +135,8 @@ for arm, (cfg, acc) in plans.items():
 # %%
 results = {}
 for arm, (cfg, acc) in plans.items():
-    summary = train(cfg)
+    if not study.finished(cfg.out_dir, cfg.steps):  # a finished arm is not touched again
+        train(cfg)
     results[arm] = {**acc, **study.loss_tail(cfg.out_dir)}
     results[arm]["rows"] = study.score_arm(cfg.out_dir, ae, test, [(c, (0.0, 1.0)) for c in cfg_scales],
                                            steps=sample_steps, seed=eval_seed)
@@ -174,7 +180,8 @@ if capacity_captions:
     per_image = study.train_flops(study.arm_config(cap_base, "tokens", flops=1.0, ctx_len=ctx_len)[0], ctx_len)
     cap_flops = capacity_steps * cap_base.batch_size * per_image if capacity_steps else budget
     cap_cfg, cap_acc = study.arm_config(cap_base, "tokens", flops=cap_flops, ctx_len=ctx_len)
-    train(cap_cfg)
+    if not study.finished(cap_cfg.out_dir, cap_cfg.steps):
+        train(cap_cfg)
     cap_n = n_eval - n_eval % capacity_captions
     cap_captions = make_shapes(capacity_captions, image_size=image_size,
                                attrs=study.closed_captions(capacity_captions, capacity_captions)).captions

@@ -216,6 +216,12 @@ def learning_curve(run_dir: str | Path, ae: Any, test: Heldout, *, cfg_scale: fl
     return sorted((v for v in cache.values() if v["n"] == len(test)), key=lambda r: r["step"])
 
 
+def finished(run_dir: str | Path, steps: int) -> bool:
+    """The run in run_dir has trained all `steps` (its metrics.json says so)."""
+    path = Path(run_dir) / "metrics.json"
+    return path.exists() and int(json.loads(path.read_text()).get("global_step") or 0) >= steps
+
+
 def loss_tail(run_dir: str | Path) -> dict[str, Any]:
     """The run's final loss, per-t-bin loss and wall time (metrics.json)."""
     m = json.loads((Path(run_dir) / "metrics.json").read_text())
