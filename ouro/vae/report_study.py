@@ -58,6 +58,29 @@ def study_tables(report: dict[str, Any]) -> str:
         f"checkpoint):", curve, losses, *_limits(report)])
 
 
+def _reading(report: dict[str, Any]) -> str:
+    """Shape and size among the objects the scorer found (colour = found: an object missing
+    counts wrong everywhere), against chance (shape 1/3, size 1/2): which attribute a model
+    has not learnt, apart from not drawing the object at all."""
+    from ouro.report.markdown import table
+
+    def row(name: str, r: dict[str, Any]) -> list[str]:
+        found = r.get("colour") or 0.0
+        given = [_f(r[k] / found if found else None) for k in ("shape", "size")]
+        return [name, _f(found), *given]
+
+    rows = [row(f"{name} images", report["ceiling"][name]) for name in ("real", "reconstructed")]
+    for arm, a in report["arms"].items():
+        best = max(a["rows"], key=lambda r: (r["all"], r["colour"]))
+        rows.append(row(f"{arm}, CFG {best['cfg_scale']:g}, {_interval(best)}", best))
+    cap = report.get("capacity")
+    if cap:
+        best = max(cap["rows"], key=lambda r: (r["all"], r["colour"]))
+        rows.append(row(f"capacity check ({cap['captions']} captions), CFG {best['cfg_scale']:g}", best))
+    return ("Reading the attributes apart (colour = the object was found; shape and size among found "
+            "objects; chance 0.333 and 0.500):\n\n" + table(["images", "found", "shape, given found", "size, given found"], rows))
+
+
 def _limits(report: dict[str, Any]) -> list[str]:
     """The 'what limits it' checks, where the run made them: the capacity check (the tokens
     arm on a closed set of K captions) and the best arm at more sampler steps."""
@@ -77,6 +100,7 @@ def _limits(report: dict[str, Any]) -> list[str]:
                 table(["steps", "TFLOP", "final loss", "CFG", *ATTRS], rows),
                 f"Its learning curve ({report['curve_n']} of those images, CFG {report['curve_cfg']:g}):",
                 table(["step", "TFLOP", *ATTRS], curve)]
+    out += [_reading(report)]
     steps = report.get("sampler_steps") or []
     if steps:
         best = report.get("best", {})
