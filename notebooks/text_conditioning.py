@@ -69,7 +69,7 @@ out = resolve_out_dir(out_dir, "text_conditioning")
 image_size, vae_preset = 32, "shapes"
 if smoke:  # the study's code paths with the fewest compiles: the per-token arm (the pooled one is
     # latent_pipeline.py's path), one CFG scale, one batch shape
-    vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 10, 32, 16, 2, 2
+    vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 2, 16, 16, 2, 2
     arms, cfg_scales, cfg_intervals, n_eval, sample_steps, curve_n = ["tokens"], [3.0], [[0.0, 0.7]], 8, 2, 8
 
 # %% [markdown]
@@ -79,8 +79,9 @@ if smoke:  # the study's code paths with the fewest compiles: the per-token arm 
 if autoencoder:  # an earlier run's: its vae_train.json says how it was trained
     vae_summary = json.loads((Path(project_path(autoencoder)) / "vae_train.json").read_text())
 else:
+    small = {"n_train": 16, "n_test": 8} if smoke else {}  # one batch: the smoke run's data costs nothing
     vae_summary = train_vae(vae_train_preset(vae_preset, out_dir=str(out / "vae"), steps=vae_steps,
-                                             warmup_steps=min(100, vae_steps // 2), progress=False))
+                                             warmup_steps=min(100, vae_steps // 2), progress=False, **small))
     autoencoder = str(out / "vae")
 print(f"held-out PSNR {vae_summary['test_psnr_db']:.2f} dB after {vae_summary['steps']} steps")
 ae = load_autoencoder(project_path(autoencoder))
