@@ -127,10 +127,13 @@ def section_text_conditioning(ctx: Any) -> str:
             parts.append("> text_conditioning.json is unreadable.")
             continue
         parts.append(study_tables(data))
-        for arm in data["arms"]:
-            scale = data.get("best", {}).get("cfg_scale", 3.0)
-            grid = r.path / arm / "study_samples" / f"cfg{scale:g}_t0-1_grid.png"
+        scale = data.get("best", {}).get("cfg_scale", 3.0)
+        arms = [(arm, arm) for arm in data["arms"]]
+        if data.get("capacity"):
+            arms.append(("capacity/tokens", f"capacity check ({data['capacity']['captions']} captions)"))
+        for sub, what in arms:
+            grid = r.path / sub / "study_samples" / f"cfg{scale:g}_t0-1_grid.png"
             if grid.exists():
-                parts.append(ctx.figs.add(r.name, grid, f"{r.name}: {arm}, CFG {scale:g}",
+                parts.append(ctx.figs.add(r.name, grid, f"{r.name}: {what}, CFG {scale:g}",
                                           rel=grid.relative_to(r.path)))
     return "\n\n".join(parts)

@@ -169,6 +169,12 @@ def _seen_split(images: np.ndarray, test: Heldout) -> dict[str, Any]:
     return out
 
 
+def _samples_name(scale: float, interval: tuple[float, float], steps: int) -> str:
+    """The sample files' prefix of one setting: the default 16 steps keep the name the report
+    shows (cfg3_t0-1); other step counts are named apart, so they never overwrite it."""
+    return f"cfg{scale:g}_t{interval[0]:g}-{interval[1]:g}" + ("" if steps == 16 else f"_steps{steps}")
+
+
 def score_arm(run_dir: str | Path, ae: Any, test: Heldout, settings: Sequence[tuple[float, tuple[float, float]]], *,
               steps: int = 16, seed: int = 0) -> list[dict[str, Any]]:
     """One row per (CFG scale, CFG t-interval) setting for the run's final EMA weights; cached
@@ -188,7 +194,7 @@ def score_arm(run_dir: str | Path, ae: Any, test: Heldout, settings: Sequence[tu
                           "seed": seed, "train_step": s.step,
                           **sample_scores(s, ae, test, cfg_scale=scale, steps=steps, seed=seed,
                                           interval=interval, images_to=run_dir / "study_samples" /
-                                          f"cfg{scale:g}_t{interval[0]:g}-{interval[1]:g}")}
+                                          _samples_name(scale, interval, steps))}
             write_json(cache_path, cache)
         rows.append(cache[key])
     return rows
