@@ -107,7 +107,7 @@ def test_absent_runs_are_carried_marked_in_place_and_present_ones_regenerated():
     assert "Not yet run" not in scaling and "From run `gone`: fit c = 0.1." in scaling
     assert "### Architecture comparison (`outputs/runs/gone`)" in scaling and "\n### Architecture comparison\n" not in scaling
     assert text.count(CARRIED) == 3  # one mark per carried block
-    assert "> **Carried runs.** 2 run(s)" in text and "`gone`, `gone/xut`" in text
+    assert "> **Carried runs.** 2 run(s)" in text and "from: `gone`, `gone/xut`." in text
     assert _section(text, "Pod plan").strip() == "Nothing."  # sections the snapshot lacked: as rendered
 
 
@@ -115,6 +115,7 @@ def test_carrying_again_keeps_the_first_provenance_and_nothing_is_doubled():
     once, _, _ = carry(NEW, OLD, {"a"}, SOURCE)
     twice, names, _ = carry(NEW, once, {"a"}, "`reports/Detail.md` at commit `def5678`, 2026-12-07")
     assert names == ["gone", "gone/xut"]
+    assert twice == once  # regenerating after committing the result changes nothing
     assert twice.count(CARRIED) == 3 and "commit `abc1234`" in _section(twice, "Samples")
     assert "(carried) (carried)" not in twice and twice.count("| `gone` (carried) |") == 1
     # every run back: nothing carried, the regenerated text as it is
@@ -171,6 +172,11 @@ def test_ouro_report_on_a_machine_with_some_runs_carries_the_others(tmp_path, mo
     assert (reports / "figures" / figure).exists() and figure in here
     assert "kept" not in capsys.readouterr().out  # a carried block's figure is in use, not stale
     assert "| `study_elsewhere` (carried) |" in text.split("## Runs")[1].split("\n## ")[0]
+
+    # committed and regenerated on the same runs: byte-identical (the carried text keeps its commit)
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "regenerated")
+    assert detail.main(argv) == 0
+    assert (reports / "Detail.md").read_text() == text
 
     # --no-carry: only what is here; the absent run's figure is tracked, so it is kept and named
     assert detail.main([*argv, "--no-carry"]) == 0
