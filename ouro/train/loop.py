@@ -269,7 +269,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         # per image, averaged over this call's steps at their sizes (a square run: its one size)
         "images_per_s": last["images_per_s"], "train_flops_per_image": (
             sum(n * bucket_flops[k] for k, n in bucket_steps.items()) / sum(bucket_steps.values())
-            if bucket_steps else flops_img),
+            if len(bucket_steps) > 1 else next(iter(bucket_flops.values()), flops_img)),
         "train_flops_per_size": bucket_flops,
         "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
