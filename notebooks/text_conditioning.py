@@ -40,10 +40,16 @@ eval_seed: int = 0  # sampler noise seed
 sample_steps: int = 16  # Euler steps
 curve_n: int = 32  # held-out captions per learning-curve point
 curve_cfg: float = 3.0  # CFG scale of the learning curve
+reuse_arms: str = ""  # an earlier study's out_dir whose trained (and scored) arms this run reuses; empty: its own
+capacity_captions: int = 0  # K > 0: the capacity check, the tokens arm trained on K distinct captions only
+capacity_images: int = 8192  # its training images (K captions x placements, seed 0)
+capacity_steps: int = 0  # its steps (0: the tokens arm's)
+more_sample_steps: list[int] = []  # also score the best arm at these Euler step counts (is the sampler the limit?)
 smoke: bool = False  # True: tiny autoencoder and XUT, a few steps, 16 captions (CI)
 out_dir: str = ""  # artefacts (empty: outputs/runs/text_conditioning)
 
 # %%
+import dataclasses
 import json
 from pathlib import Path
 
@@ -63,7 +69,7 @@ out = resolve_out_dir(out_dir, "text_conditioning")
 image_size, vae_preset = 32, "shapes"
 if smoke:  # the study's code paths with the fewest compiles: the per-token arm (the pooled one is
     # latent_pipeline.py's path), one CFG scale, one batch shape
-    vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 10, 32, 16, 2, 2
+    vae_preset, vae_steps, n_images, image_size, budget_steps, ckpt_every = "shapes-smoke", 2, 16, 16, 2, 2
     arms, cfg_scales, cfg_intervals, n_eval, sample_steps, curve_n = ["tokens"], [3.0], [[0.0, 0.7]], 8, 2, 8
 
 # %% [markdown]
@@ -73,8 +79,9 @@ if smoke:  # the study's code paths with the fewest compiles: the per-token arm 
 if autoencoder:  # an earlier run's: its vae_train.json says how it was trained
     vae_summary = json.loads((Path(project_path(autoencoder)) / "vae_train.json").read_text())
 else:
+    small = {"n_train": 16, "n_test": 8} if smoke else {}  # one batch: the smoke run's data costs nothing
     vae_summary = train_vae(vae_train_preset(vae_preset, out_dir=str(out / "vae"), steps=vae_steps,
-                                             warmup_steps=min(100, vae_steps // 2), progress=False))
+                                             warmup_steps=min(100, vae_steps // 2), progress=False, **small))
     autoencoder = str(out / "vae")
 print(f"held-out PSNR {vae_summary['test_psnr_db']:.2f} dB after {vae_summary['steps']} steps")
 ae = load_autoencoder(project_path(autoencoder))
@@ -119,6 +126,9 @@ ctx_len = study.text_len(data_dir)
 budget = budget_steps * base.batch_size * study.train_flops(study.arm_config(base, "pooled", flops=1.0,
                                                                               ctx_len=ctx_len)[0], ctx_len)
 plans = {arm: study.arm_config(base, arm, flops=budget, ctx_len=ctx_len) for arm in arms}
+if reuse_arms:  # the earlier run's arm directories: their checkpoints and cached scores
+    plans = {arm: (dataclasses.replace(cfg, out_dir=str(Path(project_path(reuse_arms)) / arm)), acc)
+             for arm, (cfg, acc) in plans.items()}
 for arm, (cfg, acc) in plans.items():
     print(f"{arm}: {acc['steps']} steps x {acc['batch_size']}, {acc['train_flops_per_image'] / 1e6:.1f} MFLOP "
           f"per training image, {acc['train_flops'] / 1e12:.2f} TFLOP")
@@ -126,7 +136,8 @@ for arm, (cfg, acc) in plans.items():
 # %%
 results = {}
 for arm, (cfg, acc) in plans.items():
-    summary = train(cfg)
+    if not study.finished(cfg.out_dir, cfg.steps):  # a finished arm is not touched again
+        train(cfg)
     results[arm] = {**acc, **study.loss_tail(cfg.out_dir)}
     results[arm]["rows"] = study.score_arm(cfg.out_dir, ae, test, [(c, (0.0, 1.0)) for c in cfg_scales],
                                            steps=sample_steps, seed=eval_seed)
@@ -146,6 +157,51 @@ results[best_arm]["rows"] = study.score_arm(
     [(c, (0.0, 1.0)) for c in cfg_scales] + [(best_scale, tuple(iv)) for iv in cfg_intervals],
     steps=sample_steps, seed=eval_seed)
 
+# %% [markdown]
+# ## What limits it: the capacity check and the sampler's steps
+#
+# The capacity check trains the per-token arm (same model, batch, schedule) on a CLOSED set of
+# K captions, many images each, and scores new images (the held-out placement seed) of those
+# same K captions. Reading the text and drawing the objects is then all there is to learn: if
+# whole-caption accuracy gets high, the conditioning path and the model can do it and the open
+# study is limited by compute/generalisation over 4,320 captions; if it stays low, the model
+# (or the autoencoder's latents, or the sampler) is the limit. The step check samples the best
+# arm with more Euler steps: a gain says the 16-step sampler costs accuracy.
+
+# %%
+capacity = None
+if capacity_captions:
+    cap_dir = out / "capacity"
+    cap_attrs = study.closed_captions(capacity_captions, capacity_images)
+    if not (cap_dir / "latents" / "shapes.json").exists():
+        encode_shapes_dataset(ae, cap_dir / "latents", n=capacity_images, image_size=image_size,
+                              progress=False, text_tokens=text_tokens, attrs=cap_attrs)
+    cap_base = study.base_config(cap_dir / "latents", ae, out_dir=str(cap_dir), smoke=smoke, dim=dim, depth=depth,
+                                 batch_size=batch_size, ckpt_every=ckpt_every)
+    per_image = study.train_flops(study.arm_config(cap_base, "tokens", flops=1.0, ctx_len=ctx_len)[0], ctx_len)
+    cap_flops = capacity_steps * cap_base.batch_size * per_image if capacity_steps else budget
+    cap_cfg, cap_acc = study.arm_config(cap_base, "tokens", flops=cap_flops, ctx_len=ctx_len)
+    if not study.finished(cap_cfg.out_dir, cap_cfg.steps):
+        train(cap_cfg)
+    cap_n = n_eval - n_eval % capacity_captions
+    cap_captions = make_shapes(capacity_captions, image_size=image_size,
+                               attrs=study.closed_captions(capacity_captions, capacity_captions)).captions
+    cap_test = study.heldout(cap_n, cap_captions, text_tokens, image_size=image_size,
+                             attrs=study.closed_captions(capacity_captions, cap_n))
+    capacity = {"captions": capacity_captions, "n_images": capacity_images, "n_eval": cap_n, **cap_acc,
+                **study.loss_tail(cap_cfg.out_dir),
+                "rows": study.score_arm(cap_cfg.out_dir, ae, cap_test, [(c, (0.0, 1.0)) for c in cfg_scales],
+                                        steps=sample_steps, seed=eval_seed),
+                "curve": study.learning_curve(cap_cfg.out_dir, ae, cap_test[:curve_n], cfg_scale=curve_cfg,
+                                              steps=sample_steps, seed=eval_seed)}
+    print("capacity check", {r["cfg_scale"]: round(r["all"], 3) for r in capacity["rows"]})
+
+# %%
+step_rows = [row for n_steps in more_sample_steps
+             for row in study.score_arm(plans[best_arm][0].out_dir, ae, test, [(best_scale, (0.0, 1.0))],
+                                        steps=n_steps, seed=eval_seed)]
+print({r["steps"]: round(r["all"], 3) for r in step_rows})
+
 # %%
 report = {"n_eval": n_eval, "eval_seed": eval_seed, "test_seed": 10_001, "train_seed": 0, "sample_steps": sample_steps,
           "n_images": n_images, "captions_unique": info["captions_unique"], "text_tokens": ctx_len,
@@ -153,7 +209,8 @@ report = {"n_eval": n_eval, "eval_seed": eval_seed, "test_seed": 10_001, "train_
                                                         "test_psnr_db": vae_summary["test_psnr_db"]},
           "model": {"dim": dim, "depth": depth, "batch_size": base.batch_size, "tread_rate": base.tread_rate},
           "budget_flops": budget, "budget_steps": budget_steps, "ceiling": ceiling, "arms": results,
-          "curve_n": curve_n, "curve_cfg": curve_cfg, "best": {"arm": best_arm, **best_row}}
+          "curve_n": curve_n, "curve_cfg": curve_cfg, "best": {"arm": best_arm, **best_row},
+          "capacity": capacity, "sampler_steps": step_rows}
 write_json(out / "text_conditioning.json", report)
 display(Markdown(study_tables(report)))
 

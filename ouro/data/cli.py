@@ -5,6 +5,7 @@
     ouro data from-images photos/ --out /data/px256t --text-tokens 64   # + per-token text (MMDiT)
     ouro data from-images photos/ --out /data/px256a --size 256 --buckets auto   # multi-aspect
     ouro data from-parquet cifar10/ --label-column label --out /data/cifar --size 32
+    ouro data from-parquet photos.parquet --caption-column text --out /data/pq256a --buckets auto
     ouro data check /data/latents          # or gs://bucket/latents
 Converters are resumable: rerun the same command after an interruption.
 """
@@ -64,17 +65,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="also store Gemma-3 per-token states of each caption, padded/cut to T "
                             "tokens, + their mask (fields ctx_tokens, ctx_mask: MMDiT "
                             "model.text_input=tokens); 0 = pooled embeddings only")
-        if name == "from-images":
-            s.add_argument("--buckets", default=None, metavar="auto|WxH,...",
-                           help="multi-aspect: keep each image's aspect in the nearest of these aspect "
-                                "buckets (W x H px, e.g. 32x32,40x24,24x40), or 'auto': every bucket of "
-                                "area <= --size^2 on a --bucket-step grid within --max-aspect; one dataset "
-                                "per bucket under OUT (static shapes: one compile per bucket)")
-            s.add_argument("--bucket-step", type=int, default=None, metavar="PX",
-                           help="--buckets auto: side multiple in px (default min(64, size/4), a multiple "
-                                "of the autoencoder's downsampling)")
-            s.add_argument("--max-aspect", type=float, default=None,
-                           help="--buckets auto: largest long/short side ratio (default 2.0)")
+        s.add_argument("--buckets", default=None, metavar="auto|WxH,...",
+                       help="multi-aspect: keep each image's aspect in the nearest of these aspect "
+                            "buckets (W x H px, e.g. 32x32,40x24,24x40), or 'auto': every bucket of "
+                            "area <= --size^2 on a --bucket-step grid within --max-aspect; one dataset "
+                            "per bucket under OUT (static shapes: one compile per bucket)")
+        s.add_argument("--bucket-step", type=int, default=None, metavar="PX",
+                       help="--buckets auto: side multiple in px (default min(64, size/4), a multiple "
+                            "of the autoencoder's downsampling)")
+        s.add_argument("--max-aspect", type=float, default=None,
+                       help="--buckets auto: largest long/short side ratio (default 2.0)")
         if name == "from-parquet":
             s.add_argument("--image-column", default="image")
             s.add_argument("--caption-column", default=None)
@@ -103,16 +103,11 @@ def main(argv: list[str]) -> int:
         index = convert.convert_pt(args.files, args.out, **common)
     else:
         encode, encoder = encoder_from_spec(args.autoencoder)
-        common.update(size=args.size, encode=encode, encoder=encoder,
-                      encoder_name=args.autoencoder or "pixels", text_tokens=args.text_tokens)
+        common.update(size=args.size, encode=encode, encoder=encoder, encoder_name=args.autoencoder or "pixels",
+                      text_tokens=args.text_tokens, buckets=args.buckets, bucket_step=args.bucket_step,
+                      max_aspect=args.max_aspect)
         if args.cmd == "from-images":
-            index = convert.convert_images(args.src, args.out, buckets=args.buckets, bucket_step=args.bucket_step,
-                                           max_aspect=args.max_aspect, **common)
-            if hasattr(index, "buckets"):
-                sizes = ", ".join(f"{b.pixels[1]}x{b.pixels[0]} px ({b.rows})" for b in index.buckets)
-                print(f"ouro data {args.cmd}: wrote {index.rows} rows in {len(index.buckets)} aspect buckets to "
-                      f"{args.out}: {sizes}")
-                return 0
+            index = convert.convert_images(args.src, args.out, **common)
         else:
             names = args.class_names
             if names and names != "imagenet":
@@ -122,6 +117,11 @@ def main(argv: list[str]) -> int:
             index = convert.convert_parquet(args.src, args.out, image_column=args.image_column,
                                             caption_column=args.caption_column,
                                             label_column=args.label_column, class_names=names, **common)
+    if hasattr(index, "buckets"):
+        sizes = ", ".join(f"{b.pixels[1]}x{b.pixels[0]} px ({b.rows})" for b in index.buckets)
+        print(f"ouro data {args.cmd}: wrote {index.rows} rows in {len(index.buckets)} aspect buckets to "
+              f"{args.out}: {sizes}")
+        return 0
     print(f"ouro data {args.cmd}: wrote {index.rows} rows in {len(index.shards)} shards to {args.out} "
           f"(fields: {', '.join(f'{k} {v.dtype}{list(v.shape)}' for k, v in index.fields.items())})")
     return 0

@@ -29,6 +29,7 @@ RELATIONS = ("above", "below", "to the left of", "to the right of")
 BACKGROUND = (0, 0, 0)
 COLOUR_NAMES = tuple(COLOURS)
 SIZE_NAMES = tuple(SIZES)
+ATTR_KEYS = ("colour_a", "colour_b", "shape_a", "shape_b", "size_a", "size_b", "relation")
 
 
 @dataclasses.dataclass
@@ -95,17 +96,23 @@ def _place(rng: np.random.Generator, side: tuple[int, int], relation: int, n: in
     return [(al, ac) if vertical else (ac, al) for al, ac in zip(along, across)]
 
 
-def make_shapes(n: int, *, seed: int = 0, image_size: int = 32) -> Shapes:
-    """n images with two objects each, uniformly random attributes; deterministic per seed."""
+def make_shapes(n: int, *, seed: int = 0, image_size: int = 32,
+                attrs: dict[str, np.ndarray] | None = None) -> Shapes:
+    """n images with two objects each, uniformly random attributes; deterministic per seed.
+    `attrs` (each (n,) int, Shapes.attrs' keys) fixes the attributes: only the placement is
+    drawn, so the same captions get new images per seed (a closed caption set)."""
     if image_size < 16 or image_size % 2:
         raise ValueError(f"image_size={image_size}: need an even size >= 16")
     rng = np.random.default_rng(seed)
-    nc = len(COLOURS)
-    colour_a = rng.integers(0, nc, n)
-    colour_b = (colour_a + rng.integers(1, nc, n)) % nc  # always a different colour
-    attrs = {"colour_a": colour_a, "colour_b": colour_b, "shape_a": rng.integers(0, 3, n),
-             "shape_b": rng.integers(0, 3, n), "size_a": rng.integers(0, 2, n),
-             "size_b": rng.integers(0, 2, n), "relation": rng.integers(0, 4, n)}
+    if attrs is None:
+        nc = len(COLOURS)
+        colour_a = rng.integers(0, nc, n)
+        colour_b = (colour_a + rng.integers(1, nc, n)) % nc  # always a different colour
+        attrs = {"colour_a": colour_a, "colour_b": colour_b, "shape_a": rng.integers(0, 3, n),
+                 "shape_b": rng.integers(0, 3, n), "size_a": rng.integers(0, 2, n),
+                 "size_b": rng.integers(0, 2, n), "relation": rng.integers(0, 4, n)}
+    elif sorted(attrs) != sorted(ATTR_KEYS) or any(len(v) != n for v in attrs.values()):
+        raise ValueError(f"attrs: need {n} values for each of {', '.join(ATTR_KEYS)}")
     palette = np.asarray(list(COLOURS.values()), np.float32)
     images = np.empty((n, image_size, image_size, 3), np.float32)
     images[:] = BACKGROUND
@@ -118,4 +125,4 @@ def make_shapes(n: int, *, seed: int = 0, image_size: int = 32) -> Shapes:
             images[i][mask] = palette[a[f"colour_{o}"]]
         captions.append(caption(a["colour_a"], a["shape_a"], a["size_a"], a["relation"],
                                 a["colour_b"], a["shape_b"], a["size_b"]))
-    return Shapes(images * 2.0 - 1.0, captions, {k: v.astype(np.int32) for k, v in attrs.items()})
+    return Shapes(images * 2.0 - 1.0, captions, {k: np.asarray(v, np.int32) for k, v in attrs.items()})

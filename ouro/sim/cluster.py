@@ -93,6 +93,11 @@ class Emulator:
         self.stop()
 
 
+def _xla_flags() -> list[str]:
+    """The caller's XLA flags travel to the hosts, all but the device count (the pod's own)."""
+    return [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+
+
 class Pod:
     def __init__(self, hosts: int, emulator_url: str, workdir: Path, *, bucket: str = "ouro-sim",
                  isolate: bool | None = None, devices_per_host: int = 2):
@@ -110,7 +115,7 @@ class Pod:
         env = {**base, **client_env(self.emulator_url), "PYTHONPATH": str(REPO),
                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": str(k),
                "JAX_PROCESS_ID": str(i), "JAX_PLATFORMS": "cpu", "OPENBLAS_NUM_THREADS": "1",
-               "XLA_FLAGS": f"--xla_force_host_platform_device_count={self.devices}",
+               "XLA_FLAGS": " ".join([f"--xla_force_host_platform_device_count={self.devices}", *_xla_flags()]),
                "WANDB_MODE": "disabled",
                "PYTHONUNBUFFERED": "1"}
         if not self.isolate:  # separate directories per host; host.py's markers police them

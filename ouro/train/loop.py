@@ -15,6 +15,7 @@ of writing a short row, so an interrupted + resumed run logs exactly the uninter
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from pathlib import Path
@@ -49,14 +50,15 @@ class NonFiniteLoss(UserError, FloatingPointError):
     checkpoint. A UserError: the fix is the user's (lr, data), so the CLI prints one line."""
 
 
-def model_train_flops(model_cfg: Any, cfg: Any, ctx_len: int = 1) -> float:
+def model_train_flops(model_cfg: Any, cfg: Any, ctx_len: int = 1, size: tuple[int, int] | None = None) -> float:
     """Training FLOPs per image (3 x forward) from the model family's own accounting; a
     model whose family is not registered (ouro/model/registry.py) is an error, not 0.
-    ctx_len: text tokens per image (1 = a pooled embedding; T for per-token text)."""
+    ctx_len: text tokens per image (1 = a pooled embedding; T for per-token text); size:
+    the batch's data-space (H, W) (an aspect bucket), default the square data.image_size."""
     from ouro.model.registry import flops_per_image
 
-    fwd = flops_per_image(model_cfg, cfg.data.image_size, cfg.data.image_size,
-                          ctx_len=ctx_len, tread_rate=cfg.tread_rate)
+    h, w = size or (cfg.data.image_size, cfg.data.image_size)
+    fwd = flops_per_image(model_cfg, h, w, ctx_len=ctx_len, tread_rate=cfg.tread_rate)
     return 3.0 * float(fwd)
 
 
@@ -150,6 +152,9 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     sinks = Sinks(cfg, out, config_json) if is_main else None  # TensorBoard, W&B
     previews = Previews(cfg, info, out, is_main=is_main)  # sample grids from the EMA weights
     flops_img = model_train_flops(cfg.model, cfg, info.get("ctx_len", 1))
+    # an aspect-bucketed run's steps cost what their bucket's size costs: counted per step
+    flops_at = functools.lru_cache(maxsize=None)(
+        lambda h, w: model_train_flops(cfg.model, cfg, info.get("ctx_len", 1), (h, w)))
     steps_per_epoch = data.steps_per_epoch
 
     def save(step: int) -> None:
@@ -173,7 +178,7 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     peak, peak_source = job_peak() if flops_img else (0.0, "")
 
     def log_row(step: int, steps_timed: int) -> dict[str, Any]:
-        nonlocal state, t_window
+        nonlocal state, t_window, window_flops
         state, m = read_and_reset_acc(state)  # host sync: waits for every step dispatched so far
         # Throughput over wall time between two such syncs: windows tile the loop (input,
         # checkpoint saves and the first step's compile all count: a user waits for them).
@@ -182,20 +187,21 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         seconds, t_window = now - t_window, now
         stop_if_diverged(step, m["first_bad"], m["loss"])
         ips = steps_timed * cfg.batch_size / max(seconds, 1e-9)
+        flops_s, window_flops = window_flops / max(seconds, 1e-9), 0.0  # the window's steps at their sizes
         row = {"epoch": step // steps_per_epoch, "step": step % steps_per_epoch,
                "global_step": step, "loss": f"{m['loss']:.6g}",
                "lr": f"{reference_lr(cfg, step - 1, dim):.6g}",
                "grad_norm": f"{m['grad_norm']:.6g}", "images_per_s": f"{ips:.4g}",
-               "model_flops_per_s": f"{ips * flops_img:.4g}",
-               "mfu": f"{ips * flops_img / peak:.4g}" if peak else "", "timestamp": f"{stamp:.3f}"}
+               "model_flops_per_s": f"{flops_s:.4g}",
+               "mfu": f"{flops_s / peak:.4g}" if peak else "", "timestamp": f"{stamp:.3f}"}
         if csv_log is not None:
             csv_log.write(row)
             record.maybe_sync()
             sinks.log({"loss": m["loss"], "lr": reference_lr(cfg, step - 1, dim), "grad_norm": m["grad_norm"],
-                       "images_per_s": ips, "model_flops_per_s": ips * flops_img,
-                       **({"mfu": ips * flops_img / peak} if peak else {}),
+                       "images_per_s": ips, "model_flops_per_s": flops_s,
+                       **({"mfu": flops_s / peak} if peak else {}),
                        **{f"loss_t{i}": v for i, v in enumerate(m["loss_t_bins"])}}, step)
-        return {**m, "images_per_s": ips, "mfu": ips * flops_img / peak if peak else None}
+        return {**m, "images_per_s": ips, "mfu": flops_s / peak if peak else None}
 
     # -- the loop ------------------------------------------------------------------------
     last = {"loss": float("nan"), "loss_t_bins": [], "images_per_s": float("nan"), "mfu": None}
@@ -209,6 +215,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
     t_window, window_start = time.perf_counter(), step
     first_step = step
     bucket_steps: dict[str, int] = {}  # steps this call took per batch size "WxH" (aspect buckets)
+    bucket_flops: dict[str, float] = {}  # training FLOPs per image at each of those sizes
+    window_flops = 0.0  # training FLOPs of the steps since the last logged row
     while step < cfg.steps:
         # a signal during set-up: nothing new to save (on several hosts the loop runs on to the
         # next agreed check instead: one host leaving alone would hang the others' collectives).
@@ -219,6 +227,8 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         local = next(data)
         size = "{2}x{1}".format(*local["x"].shape)  # W x H
         bucket_steps[size] = bucket_steps.get(size, 0) + 1
+        bucket_flops[size] = flops_at(*local["x"].shape[1:3])
+        window_flops += cfg.batch_size * bucket_flops[size]
         state = trainer.step(state, shd.global_batch(local, mesh))
         step += 1
         # both may start a collective that does not depend on the step (a prune's barrier, the
@@ -262,7 +272,11 @@ def _train(cfg: Any, make_model: ModelFactory | None, stop_after: int | None,
         "name": cfg.name, "out_dir": record.out_dir, "global_step": step, "steps": cfg.steps,
         "finished": step >= cfg.steps, "stopped_by": stopped_by, "resumed_from": resumed_from,
         "final_loss": last["loss"], "loss_t_bins": last["loss_t_bins"],
-        "images_per_s": last["images_per_s"], "train_flops_per_image": flops_img,
+        # per image, averaged over this call's steps at their sizes (a square run: its one size)
+        "images_per_s": last["images_per_s"], "train_flops_per_image": (
+            sum(n * bucket_flops[k] for k, n in bucket_steps.items()) / sum(bucket_steps.values())
+            if len(bucket_steps) > 1 else next(iter(bucket_flops.values()), flops_img)),
+        "train_flops_per_size": bucket_flops,
         "mfu": last["mfu"], "peak_flops_per_s": peak, "peak_source": peak_source,
         "wall_s": time.time() - t_start, "context_source": info.get("context_source"), "dataset": dataset,
         "git": git_commit(),  # provenance for `ouro report`

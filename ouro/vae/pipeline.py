@@ -69,14 +69,16 @@ def embed_captions(captions: Sequence[str], max_tokens: int, *, progress: bool =
 
 
 def encode_shapes_dataset(ae: Any, out_dir: str | Path, *, n: int = 4096, seed: int = 0,
-                          image_size: int = 32, progress: bool = True, text_tokens: int = 0) -> dict[str, Any]:
+                          image_size: int = 32, progress: bool = True, text_tokens: int = 0,
+                          attrs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Write n shapes examples as latents (float16) + caption embeddings; returns the info.
     text_tokens T > 0 also stores the per-token Gemma states (ctx_tokens (T, 640) float16 +
-    ctx_mask) for model.text_input=tokens; the pooled field then comes from the same pass."""
+    ctx_mask) for model.text_input=tokens; the pooled field then comes from the same pass.
+    attrs fixes every example's attributes (ouro.data.shapes.make_shapes)."""
     from ouro.data import write_shards
     from ouro.data.shapes import make_shapes
 
-    ds = make_shapes(n, seed=seed, image_size=image_size)
+    ds = make_shapes(n, seed=seed, image_size=image_size, attrs=attrs)
     latents = np.concatenate([ae.encode(ds.images[i:i + 1024]) for i in range(0, n, 1024)])  # scaled means
     extra, settings = None, None
     if text_tokens:

@@ -55,7 +55,60 @@ def study_tables(report: dict[str, Any]) -> str:
         f"Best: **{best.get('arm')}** at CFG {best.get('cfg_scale', 0):g}: whole-caption "
         f"{best.get('all', float('nan')):.3f} (target 0.5; reconstructions {report['ceiling']['reconstructed']['all']:.3f}).",
         f"Learning curves ({report['curve_n']} held-out captions, CFG {report['curve_cfg']:g}, EMA weights of each "
-        f"checkpoint):", curve, losses])
+        f"checkpoint):", curve, losses, *_limits(report)])
+
+
+def _reading(report: dict[str, Any]) -> str:
+    """Shape and size among the objects the scorer found (colour = found: an object missing
+    counts wrong everywhere), against chance (shape 1/3, size 1/2): which attribute a model
+    has not learnt, apart from not drawing the object at all."""
+    from ouro.report.markdown import table
+
+    def row(name: str, r: dict[str, Any]) -> list[str]:
+        found = r.get("colour") or 0.0
+        given = [_f(r[k] / found if found else None) for k in ("shape", "size")]
+        return [name, _f(found), *given]
+
+    rows = [row(f"{name} images", report["ceiling"][name]) for name in ("real", "reconstructed")]
+    for arm, a in report["arms"].items():
+        best = max(a["rows"], key=lambda r: (r["all"], r["colour"]))
+        rows.append(row(f"{arm}, CFG {best['cfg_scale']:g}, {_interval(best)}", best))
+    cap = report.get("capacity")
+    if cap:
+        best = max(cap["rows"], key=lambda r: (r["all"], r["colour"]))
+        rows.append(row(f"capacity check ({cap['captions']} captions), CFG {best['cfg_scale']:g}", best))
+    return ("Reading the attributes apart (colour = the object was found; shape and size among found "
+            "objects; chance 0.333 and 0.500):\n\n" + table(["images", "found", "shape, given found", "size, given found"], rows))
+
+
+def _limits(report: dict[str, Any]) -> list[str]:
+    """The 'what limits it' checks, where the run made them: the capacity check (the tokens
+    arm on a closed set of K captions) and the best arm at more sampler steps."""
+    from ouro.report.markdown import table
+
+    out = []
+    cap = report.get("capacity")
+    if cap:
+        rows = [[str(cap["steps"]), f"{cap['train_flops'] / 1e12:.2f}", _f(cap.get("final_loss"), ".4f"),
+                 f"{r['cfg_scale']:g}", *(_f(r[k]) for k in ATTRS)] for r in cap["rows"]]
+        per_step = cap["train_flops"] / max(cap["steps"], 1)
+        curve = [[str(p["step"]), f"{p['step'] * per_step / 1e12:.2f}", *(_f(p[k]) for k in ATTRS)]
+                 for p in cap.get("curve", [])]
+        out += [f"Capacity check: the tokens arm trained on {cap['captions']} distinct captions only "
+                f"({cap['n_images']} images), scored on {cap['n_eval']} new images (seed {report['test_seed']}) "
+                f"of the same captions:",
+                table(["steps", "TFLOP", "final loss", "CFG", *ATTRS], rows),
+                f"Its learning curve ({report['curve_n']} of those images, CFG {report['curve_cfg']:g}):",
+                table(["step", "TFLOP", *ATTRS], curve)]
+    out += [_reading(report)]
+    steps = report.get("sampler_steps") or []
+    if steps:
+        best = report.get("best", {})
+        rows = [[str(best.get("steps", report["sample_steps"])), *(_f(best.get(k)) for k in ATTRS)]]
+        rows += [[str(r["steps"]), *(_f(r[k]) for k in ATTRS)] for r in steps]
+        out += [f"Sampler steps: the best arm ({best.get('arm')}, CFG {best.get('cfg_scale', 0):g}) with more "
+                f"Euler steps:", table(["Euler steps", *ATTRS], rows)]
+    return out
 
 
 def section_text_conditioning(ctx: Any) -> str:
@@ -74,10 +127,13 @@ def section_text_conditioning(ctx: Any) -> str:
             parts.append("> text_conditioning.json is unreadable.")
             continue
         parts.append(study_tables(data))
-        for arm in data["arms"]:
-            scale = data.get("best", {}).get("cfg_scale", 3.0)
-            grid = r.path / arm / "study_samples" / f"cfg{scale:g}_t0-1_grid.png"
+        scale = data.get("best", {}).get("cfg_scale", 3.0)
+        arms = [(arm, arm) for arm in data["arms"]]
+        if data.get("capacity"):
+            arms.append(("capacity/tokens", f"capacity check ({data['capacity']['captions']} captions)"))
+        for sub, what in arms:
+            grid = r.path / sub / "study_samples" / f"cfg{scale:g}_t0-1_grid.png"
             if grid.exists():
-                parts.append(ctx.figs.add(r.name, grid, f"{r.name}: {arm}, CFG {scale:g}",
+                parts.append(ctx.figs.add(r.name, grid, f"{r.name}: {what}, CFG {scale:g}",
                                           rel=grid.relative_to(r.path)))
     return "\n\n".join(parts)

@@ -62,14 +62,34 @@ class Heldout:
 
 
 def heldout(n: int, train_captions: Sequence[str], max_tokens: int, *, image_size: int = 32,
-            progress: bool = False) -> Heldout:
+            progress: bool = False, attrs: dict[str, np.ndarray] | None = None) -> Heldout:
+    """n TEST_SEED images; `attrs` fixes their attributes (new placements of known captions)."""
     from ouro.data.shapes import make_shapes
     from ouro.vae.pipeline import TEST_SEED, embed_captions
 
-    test = make_shapes(n, seed=TEST_SEED, image_size=image_size)
+    test = make_shapes(n, seed=TEST_SEED, image_size=image_size, attrs=attrs)
     pooled, states, mask = embed_captions(test.captions, max_tokens, progress=progress)
     train = set(train_captions)
     return Heldout(test, pooled, states, mask, np.asarray([c in train for c in test.captions]))
+
+
+def closed_captions(k: int, n: int, *, image_size: int = 32) -> dict[str, np.ndarray]:
+    """Attributes of n examples over k distinct captions (the first k distinct captions of the
+    held-out stream, TEST_SEED), each repeated n // k times in turn: the capacity check's
+    closed caption set. Trained on one seed's placements and scored on another's, a model
+    that reads its text gets these right; one that cannot does not, whatever the compute."""
+    from ouro.data.shapes import make_shapes
+    from ouro.vae.pipeline import TEST_SEED
+
+    if k < 1 or n % k:
+        raise ValueError(f"closed captions: n={n} must be a positive multiple of k={k}")
+    pool = make_shapes(max(64, 8 * k), seed=TEST_SEED, image_size=16)  # attributes only matter
+    first = list(dict.fromkeys(pool.captions))[:k]
+    if len(first) < k:
+        raise ValueError(f"closed captions: only {len(first)} distinct captions drawn, asked for {k}")
+    rows = np.asarray([pool.captions.index(c) for c in first])
+    pick = np.tile(rows, n // k)
+    return {key: v[pick] for key, v in pool.attrs.items()}
 
 
 def base_config(data_dir: str | Path, ae: Any, *, out_dir: str, smoke: bool = False, dim: int = 128,
@@ -149,6 +169,12 @@ def _seen_split(images: np.ndarray, test: Heldout) -> dict[str, Any]:
     return out
 
 
+def _samples_name(scale: float, interval: tuple[float, float], steps: int) -> str:
+    """The sample files' prefix of one setting: the default 16 steps keep the name the report
+    shows (cfg3_t0-1); other step counts are named apart, so they never overwrite it."""
+    return f"cfg{scale:g}_t{interval[0]:g}-{interval[1]:g}" + ("" if steps == 16 else f"_steps{steps}")
+
+
 def score_arm(run_dir: str | Path, ae: Any, test: Heldout, settings: Sequence[tuple[float, tuple[float, float]]], *,
               steps: int = 16, seed: int = 0) -> list[dict[str, Any]]:
     """One row per (CFG scale, CFG t-interval) setting for the run's final EMA weights; cached
@@ -168,7 +194,7 @@ def score_arm(run_dir: str | Path, ae: Any, test: Heldout, settings: Sequence[tu
                           "seed": seed, "train_step": s.step,
                           **sample_scores(s, ae, test, cfg_scale=scale, steps=steps, seed=seed,
                                           interval=interval, images_to=run_dir / "study_samples" /
-                                          f"cfg{scale:g}_t{interval[0]:g}-{interval[1]:g}")}
+                                          _samples_name(scale, interval, steps))}
             write_json(cache_path, cache)
         rows.append(cache[key])
     return rows
@@ -194,6 +220,12 @@ def learning_curve(run_dir: str | Path, ae: Any, test: Heldout, *, cfg_scale: fl
                           **sample_scores(s, ae, test, cfg_scale=cfg_scale, steps=steps, seed=seed)}
             write_json(cache_path, cache)
     return sorted((v for v in cache.values() if v["n"] == len(test)), key=lambda r: r["step"])
+
+
+def finished(run_dir: str | Path, steps: int) -> bool:
+    """The run in run_dir has trained all `steps` (its metrics.json says so)."""
+    path = Path(run_dir) / "metrics.json"
+    return path.exists() and int(json.loads(path.read_text()).get("global_step") or 0) >= steps
 
 
 def loss_tail(run_dir: str | Path) -> dict[str, Any]:

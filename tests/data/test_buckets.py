@@ -110,6 +110,40 @@ def test_from_images_buckets_cli_keeps_each_aspect(photos, tmp_path, capsys):
         read_buckets(str(out))
 
 
+def test_from_parquet_buckets_cli_matches_from_images(photos, tmp_path, monkeypatch, capsys):
+    """The same images as parquet cells (two files) -> the same buckets, rows and pixels."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr("ouro.data.convert.parquet.default_embed", fake_embed)
+    names = sorted(p.stem for p in photos.glob("*.png"))  # from-images' order
+    src = tmp_path / "pq"
+    src.mkdir()
+    for i, part in enumerate((names[:2], names[2:])):
+        pq.write_table(pa.table({"image": [{"bytes": (photos / f"{n}.png").read_bytes(), "path": None} for n in part],
+                                 "text": [f"a {n} picture" for n in part]}), src / f"train-{i:05d}.parquet")
+    ref, out = tmp_path / "ref", tmp_path / "ds"
+    assert ouro(["data", "from-images", str(photos), "--out", str(ref), "--size", "16", "--buckets", "auto",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert ouro(["data", "from-parquet", str(src), "--caption-column", "text", "--out", str(out), "--size", "16",
+                 "--buckets", "auto", "--no-progress"]) == 0
+    assert "wrote 4 rows in 3 aspect buckets" in capsys.readouterr().out
+    from ouro.data.source import ShardedSource
+
+    index = read_buckets(str(out))
+    assert [(b.pixels, b.rows) for b in index.buckets] == [(b.pixels, b.rows) for b in read_buckets(str(ref)).buckets]
+    for b in index.buckets:
+        got, want = (ShardedSource(str(d / b.name), ("latents", "captions", "embeddings")).read(np.arange(b.rows))
+                     for d in (out, ref))
+        assert got["captions"].tolist() == want["captions"].tolist()
+        np.testing.assert_array_equal(got["latents"], want["latents"])
+        np.testing.assert_array_equal(got["embeddings"], want["embeddings"])
+    assert ouro(["data", "check", str(out), "--no-progress"]) == 0
+    assert ouro(["data", "from-parquet", str(src), "--caption-column", "text", "--out", str(tmp_path / "x"),
+                 "--bucket-step", "8", "--no-progress"]) == 2  # only with --buckets
+
+
 def test_from_images_buckets_through_an_autoencoder_are_pixel_buckets_over_its_downsampling(photos, tmp_path):
     from pathlib import Path
 

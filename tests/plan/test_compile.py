@@ -14,7 +14,7 @@ from ouro.model import param_count, preset
 from ouro.plan.compile import parse_topology, plan, pod_plan_table
 from ouro.train.config import DataConfig, MeshConfig, preset_config
 
-FSDP = (1, 2, 4, 8)
+FSDP = (1, 2, 8)  # unsharded, the first split and the widest: 3 compiles, not 4
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_executed_flops_equal_the_model_accounting_without_remat_and_exceed_it_w
 def test_fsdp_shards_state_and_temporaries_do_not_grow(rows):
     args = [rows[f]["argument_bytes"] for f in FSDP]
     temps = [rows[f]["temp_bytes"] for f in FSDP]
-    for a, b in zip(args, args[1:]):
-        assert b < 0.6 * a, args  # parameters + optimizer state halve with each doubling
+    for (f, a), (g, b) in zip(zip(FSDP, args), zip(FSDP[1:], args[1:])):
+        assert b < 0.6 ** math.log2(g / f) * a, args  # parameters + optimizer state halve with each doubling
     # one layer gathered at a time, activations stay batch-split. Sharding costs a fixed
     # overhead (the gathered layer and its full gradient before the reduce-scatter: here
     # +17% at fsdp=2) that must not grow with fsdp and stays under one f32 copy of the

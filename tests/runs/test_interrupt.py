@@ -26,7 +26,7 @@ def _rows(csv: Path) -> list[int]:
 
 
 def _start(runs: Path) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+    env = {**os.environ, "XLA_FLAGS": os.environ["XLA_FLAGS"].replace("device_count=8", "device_count=1"),
            "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", str(CACHE)),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "ouro", "run", str(ROOT / "notebooks" / "training.py"),

@@ -75,7 +75,7 @@ def test_pod_run_executes_on_every_host_with_fake_gcloud(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_GCLOUD_DIR", str(tmp_path))
     monkeypatch.setenv("FAKE_GCLOUD_PORT", str(_free_port()))
     monkeypatch.setenv("OURO_ROOT", str(tmp_path))  # outputs/runs/ under tmp
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    monkeypatch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"].replace("device_count=8", "device_count=2"))
     rc = run.pod_main([str(nb), "--tpu", "pod", "--zone", "z", "-p", "steps", "3", "--run-name", "pr",
                        "--workdir", str(tmp_path), "--python", sys.executable, "--execute"])
     assert rc == 0

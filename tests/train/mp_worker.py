@@ -14,7 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# two devices per process; the session's other flags (fast test compiles) carry over
+os.environ["XLA_FLAGS"] = " ".join([f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+                                   + ["--xla_force_host_platform_device_count=2"])
 
 from ouro import sharding as shd  # noqa: E402
 

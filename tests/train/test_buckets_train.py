@@ -42,7 +42,7 @@ def bucketed(tmp_path, monkeypatch):
     return tmp_path / "ds"
 
 
-def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_path, capsys):
+def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     # 20x12: 14 - 2 held out = 12 rows -> 3 steps an epoch; 16x16 and 12x20: 2 each -> 7 steps
     assert ouro(["train", f"data.path={bucketed}", f"out_dir={run}", "steps=6", *TINY]) == 0
@@ -53,6 +53,7 @@ def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_
     # one trace (= one XLA compile) of the train step per bucket drawn, never one per step
     assert metrics["compiles"] == {size: 1 for size in metrics["steps_per_size"]}
     saved = json.loads((run / "config.json").read_text())
+    _flops_counted_per_bucket(run, metrics, saved, bucketed)
     data = saved["train"]["data"]
     assert (data["buckets"], data["image_size"]) == ("20x12,16x16,12x20", 16)
     assert saved["train"]["model"]["patch_size"] == 2  # own-data: 16 px -> patch 2 divides every bucket
@@ -87,6 +88,21 @@ def test_xut_trains_on_aspect_buckets_with_one_compile_per_bucket(bucketed, tmp_
     tall = sample_images(s, ctx, steps=2, size=(20, 12))
     assert tall.shape == (2, 20, 12, 3) and np.isfinite(tall).all()
 
+    # the command a user types: `ouro sample --prompt ... --size WxH` at the tall bucket, the
+    # prompt embedded as the dataset's captions were (the converter's fake embedding here)
+    monkeypatch.setattr("ouro.text.embed", lambda texts, progress=False: fake_embed(texts))
+    out = tmp_path / "tall"
+    assert ouro(["sample", "--ckpt", str(run), "--prompt", "picture 2 01", "--per-class", "1", "--steps", "2",
+                 "--size", "12x20", "--seed", "3", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    png = out / manifest["images"][0]["file"]
+    with Image.open(png) as im:
+        assert im.size == (12, 20)  # W x H: the 12x20 bucket
+        cli = np.asarray(im)
+    want = sample_images(s, fake_embed(["picture 2 01"])[:, None], steps=2, size=(20, 12), seed=3)
+    assert np.abs(cli.astype(int) - np.round((want[0] + 1) * 127.5).clip(0, 255)).max() <= 1  # same draw
+    assert ouro(["sample", "--ckpt", str(run), "--prompt", "x", "--size", "13x20", "--out", str(out)]) == 2
+
 
 def test_plan_compiles_the_largest_bucket(bucketed, tmp_path):
     from ouro.plan.compile import largest_size, main
@@ -101,3 +117,30 @@ def test_plan_compiles_the_largest_bucket(bucketed, tmp_path):
                  "batch_size=4", *TINY[:5]]) == 0
     row = json.loads(out.read_text())
     assert row["size"] == "16x16" and row["fits"]
+
+
+def _flops_counted_per_bucket(run, metrics, saved, bucketed):
+    """FLOPs and MFU of a bucketed run: each step at its bucket's size, not the square size."""
+    from ouro.data import sharded_loader
+    from ouro.model.registry import flops_per_image
+    from ouro.train.config import from_dict
+    from ouro.train.metrics import read_csv
+
+    cfg = from_dict(saved["train"])
+    per_size = {f"{w}x{h}": 3.0 * flops_per_image(cfg.model, h, w, ctx_len=1, tread_rate=cfg.tread_rate)
+                for h, w in [(12, 20), (16, 16), (20, 12)]}
+    assert per_size["20x12"] == per_size["12x20"] < per_size["16x16"]  # 60 vs 64 image tokens
+    assert metrics["train_flops_per_size"] == {k: per_size[k] for k in metrics["steps_per_size"]}
+    steps = metrics["steps_per_size"]
+    assert metrics["train_flops_per_image"] == pytest.approx(
+        sum(n * per_size[k] for k, n in steps.items()) / sum(steps.values()))
+    # every logged window: model FLOP/s / images/s = the mean cost of that window's steps
+    order = sharded_loader(str(bucketed), 4, seed=saved["train"]["seed"], holdout=2).order
+    labels = [b.label for b in read_buckets(str(bucketed)).buckets]
+    rows = read_csv(run / "loss.csv")
+    assert [int(r["global_step"]) for r in rows] == [3, 6]
+    for r in rows:
+        g = int(r["global_step"])
+        want = np.mean([per_size[labels[order.bucket_step(s)[0]]] for s in range(g - 3, g)])
+        assert float(r["model_flops_per_s"]) / float(r["images_per_s"]) == pytest.approx(want, rel=2e-3)
+        assert float(r["mfu"]) == pytest.approx(float(r["model_flops_per_s"]) / metrics["peak_flops_per_s"], rel=2e-3)

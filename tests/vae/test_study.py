@@ -101,3 +101,43 @@ def test_report_section_tables_the_study(tmp_path):
     assert (reports / "figures" / figure).exists() and figure in section
     empty = build_report(tmp_path / "none", tmp_path / "r2", tmp_path).split("## Text conditioning study")[1]
     assert "Not yet run" in empty
+
+
+def test_closed_captions_repeat_k_captions_with_new_placements_per_seed(tmp_path):
+    from ouro.data.shapes import make_shapes
+
+    attrs = study.closed_captions(4, 12)
+    train = make_shapes(12, seed=0, image_size=16, attrs=attrs)
+    test = make_shapes(12, seed=10001, image_size=16, attrs=attrs)
+    assert len(set(train.captions)) == 4 and train.captions == train.captions[:4] * 3
+    assert test.captions == train.captions and not np.array_equal(test.images, train.images)  # same text, new images
+    assert study.closed_captions(4, 4)["relation"].tolist() == attrs["relation"][:4].tolist()
+    with pytest.raises(ValueError, match="n=10 must be a positive multiple of k=4"):
+        study.closed_captions(4, 10)
+    with pytest.raises(ValueError, match="attrs: need 3 values"):
+        make_shapes(3, image_size=16, attrs={k: v[:2] for k, v in attrs.items()})
+    run = tmp_path / "arm"
+    assert not study.finished(run, 5)
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"global_step": 5}))
+    assert study.finished(run, 5) and not study.finished(run, 6)
+
+
+def test_study_tables_show_the_limits_checks():
+    from ouro.vae.report_study import study_tables
+
+    report = _report()
+    score = {"colour": 0.8, "shape": 0.4, "size": 0.6, "position": 0.5, "all": 0.25, "n": 8}
+    report["capacity"] = {"captions": 32, "n_images": 8192, "n_eval": 256, "steps": 499, "train_flops": 7e12,
+                          "final_loss": 0.59, "rows": [{**score, "cfg_scale": 3.0}],
+                          "curve": [{**score, "step": 100}]}
+    report["sampler_steps"] = [{**score, "steps": 64, "cfg_scale": 3.0}]
+    text = study_tables(report)
+    assert "Capacity check: the tokens arm trained on 32 distinct captions only (8192 images)" in text
+    assert "| 499 | 7.00 | 0.5900 | 3 | 0.800 | 0.400 | 0.600 | 0.500 | 0.250 |" in text
+    assert "| 100 | 1.40 | 0.800 |" in text  # its curve: 7e12 / 499 FLOPs per step
+    assert "| 16 | 0.900 | 0.500 | 0.750 | 0.250 | 0.125 |" in text and "| 64 | 0.800 |" in text  # sampler steps
+    # shape and size among found objects: 0.5 / 0.9 and 0.75 / 0.9; the capacity arm 0.4 / 0.8, 0.6 / 0.8
+    assert "| tokens, CFG 1, all t | 0.900 | 0.556 | 0.833 |" in text
+    assert "| capacity check (32 captions), CFG 3 | 0.800 | 0.500 | 0.750 |" in text
+    assert "| reconstructed images | 0.900 | 0.556 | 0.833 |" in text

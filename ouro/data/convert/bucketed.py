@@ -1,6 +1,6 @@
-"""`ouro data from-images --buckets ...`: an image folder -> a bucketed dataset (ouro/data/buckets.py).
+"""`ouro data from-images|from-parquet --buckets ...`: images -> a bucketed dataset (ouro/data/buckets.py).
 
-Every image's header is read for its (H, W); it goes to the bucket nearest its aspect; each
+Every image's header is read for its (H, W) (the converter does that: a file, a parquet cell); it goes to the bucket nearest its aspect; each
 bucket's rows (in dataset order) are written as an ordinary dataset in `<out>/b<H>x<W>/`
 through the same shard plan as a square conversion, and the top-level index.json listing the
 buckets is written last. Resumable like every converter: a bucket whose index.json exists was
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,11 +33,13 @@ def downsample_of(encode: Any, size: int) -> int:
     return size // out.shape[1]
 
 
-def convert_bucketed(root: Path, rows: list[tuple[str, str]], out_dir: str, spec: str, *, size: int,
-                     step: int | None, max_aspect: float | None, plan_args: dict[str, Any],
-                     source: dict[str, Any], meta: dict[str, Any], progress: bool,
-                     text_tokens: dict[str, Any] | None) -> BucketedIndex:
-    from ouro.data.convert.images import image_size_of, shard_plan
+def convert_bucketed(sizes: list[tuple[int, int]], plan_for: Callable[[list[int], tuple[int, int]], list],
+                     out_dir: str, spec: str, *, size: int, step: int | None, max_aspect: float | None,
+                     encode: Any, source: dict[str, Any], meta: dict[str, Any], progress: bool,
+                     text_tokens: dict[str, Any] | None, desc: str) -> BucketedIndex:
+    """Write rows of source sizes `sizes` ((H, W) px each, in dataset order) as one dataset
+    per aspect bucket: `plan_for(row numbers, bucket (H, W) px)` gives the shard plan that
+    writes those rows at that size (ouro.data.convert.plan.run_plan); `desc`: the command."""
     from ouro.data.convert.plan import run_plan
 
     out = Path(out_dir)
@@ -45,21 +47,17 @@ def convert_bucketed(root: Path, rows: list[tuple[str, str]], out_dir: str, spec
         raise UserError(f"{out_dir}: converters write to a local directory; upload it afterwards")
     if (out / "index.json").exists():
         raise UserError(f"{out / 'index.json'}: a finished dataset is already here")
-    d = downsample_of(plan_args["encode"], size)
+    d = downsample_of(encode, size)
     step = default_step(size, d) if step is None else step
     max_aspect = DEFAULT_MAX_ASPECT if max_aspect is None else max_aspect
     buckets = make_buckets(spec, size=size, step=step, max_aspect=max_aspect, downsample=d)
-    sizes: dict[str, tuple[int, int]] = {}
-    for n, _ in rows:
-        if n not in sizes:
-            sizes[n] = image_size_of(root / n)
-    which = [nearest(*sizes[n], buckets) for n, _ in rows]
+    which = [nearest(h, w, buckets) for h, w in sizes]
     bucketing = {"spec": spec, "size": size, "step": step if spec == "auto" else None,
                  "max_aspect": max_aspect if spec == "auto" else None, "downsample": d}
     source = {**source, "bucketing": bucketing}
     kept = []
     for i, bucket in enumerate(buckets):
-        mine = [r for r, k in zip(rows, which) if k == i]
+        mine = [r for r, k in enumerate(which) if k == i]
         if not mine:
             continue
         sub = out / bucket.name
@@ -70,9 +68,8 @@ def convert_bucketed(root: Path, rows: list[tuple[str, str]], out_dir: str, spec
                 raise UserError(f"{sub / 'index.json'}: a bucket of a conversion of different inputs is in "
                                 f"this directory; use a new output directory or delete it")
         else:
-            plan = shard_plan(root, mine, bucket.pixels, **plan_args)
-            run_plan(str(sub), plan, source=sub_source, desc=f"from-images {bucket.name}", progress=progress,
-                     text_tokens=text_tokens,
+            run_plan(str(sub), plan_for(mine, bucket.pixels), source=sub_source, desc=f"{desc} {bucket.name}",
+                     progress=progress, text_tokens=text_tokens,
                      meta={**meta, "source": {**meta["source"], "bucket_of": sub_source}})
         kept.append(dataclasses.replace(bucket, rows=len(mine)))
     meta = {**meta, "source": {**meta["source"], "bucketing": bucketing}}

@@ -58,15 +58,15 @@ def load_image(src: str | bytes | Path, size: int | tuple[int, int], where: str)
         raise UserError(f"{where}: not a readable image ({e})") from None
 
 
-def image_size_of(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, from its header only."""
+def image_size_of(src: Path | bytes, where: str | None = None) -> tuple[int, int]:
+    """(H, W) of an image file (or its bytes), from its header only."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
             return im.size[1], im.size[0]
     except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable image ({e})") from None
+        raise UserError(f"{where or src}: not a readable image ({e})") from None
 
 
 def read_text(path: Path) -> str:
@@ -192,9 +192,15 @@ def convert_images(src_dir: str | os.PathLike, out_dir: str, *, size: int = 256,
     if buckets:
         from ouro.data.convert.bucketed import convert_bucketed
 
-        return convert_bucketed(root, rows, out_dir, buckets, size=size, step=bucket_step, max_aspect=max_aspect,
-                                plan_args=common, source=source, meta=meta, progress=progress,
-                                text_tokens=tokens_meta)
+        seen: dict[str, tuple[int, int]] = {}  # a repeated image (Kohya repeats): its header read once
+        for n, _ in rows:
+            if n not in seen:
+                seen[n] = image_size_of(root / n)
+        sizes = [seen[n] for n, _ in rows]
+        return convert_bucketed(sizes, lambda mine, px: shard_plan(root, [rows[i] for i in mine], px, **common),
+                                out_dir, buckets, size=size, step=bucket_step, max_aspect=max_aspect, encode=encode,
+                                source=source, meta=meta, progress=progress, text_tokens=tokens_meta,
+                                desc="from-images")
     if bucket_step is not None or max_aspect is not None:
         raise UserError("--bucket-step / --max-aspect only apply with --buckets")
     plan = shard_plan(root, rows, size, **common)

@@ -87,7 +87,10 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
                     encode: Encode | None = None, embed: Embed | None = None,
                     shard_size: int = 4096, encoder_name: str = "pixels", progress: bool = True,
                     text_tokens: int = 0, embed_tokens: EmbedTokens | None = None,
-                    encoder: dict | None = None, name: str | None = None) -> Index:
+                    encoder: dict | None = None, name: str | None = None, buckets: str | None = None,
+                    bucket_step: int | None = None, max_aspect: float | None = None) -> Index:
+    """`buckets` ("auto" or "WxH,..."): each row's image keeps its aspect in a bucket of about
+    size^2 pixels (ouro/data/convert/bucketed.py), as `from-images --buckets`."""
     src = Path(src)
     if (caption_column is None) == (label_column is None):
         raise UserError("from-parquet: give exactly one of --caption-column or --label-column")
@@ -115,17 +118,17 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
         v for t in tables for v in t.column(text_col).to_pylist() if isinstance(v, str)]
     width = max((len(str(v).encode("utf-8")) for v in texts), default=1)
 
-    def build(fi: int, a: int, b: int) -> dict[str, np.ndarray]:
-        t = tables[fi].slice(a, b - a)
-        where = f"{files[fi]}"
-        pixels = np.stack([load_image(_image_bytes(v, f"{where} row {a + r}"), size, f"{where} row {a + r}")
-                           for r, v in enumerate(t.column(image_column).to_pylist())])
+    def build(refs: list[tuple[int, int]], px: int | tuple[int, int]) -> dict[str, np.ndarray]:
+        """The rows refs ((file, row) pairs) at px (S, or an aspect bucket's (H, W))."""
+        where = [f"{files[fi]} row {r}" for fi, r in refs]
+        pixels = np.stack([load_image(_image_bytes(tables[fi].column(image_column)[r].as_py(), w), px, w)
+                           for (fi, r), w in zip(refs, where)])
         out = {"latents": to_latents(pixels, encode)}
-        values = t.column(text_col).to_pylist()
+        values = [tables[fi].column(text_col)[r].as_py() for fi, r in refs]
         if class_emb is None:
             bad = next((r for r, v in enumerate(values) if not isinstance(v, str) or not v.strip()), None)
             if bad is not None:
-                raise UserError(f"{where} row {a + bad}: column {text_col!r} is not a non-empty caption")
+                raise UserError(f"{where[bad]}: column {text_col!r} is not a non-empty caption")
             out["embeddings"] = np.asarray(embed(values), np.float32)
             out[CAPTIONS] = encode_captions(values, width)
             if tokens_fn:
@@ -133,15 +136,13 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
         else:
             labels = np.asarray(values, np.int64)
             if labels.min() < 0 or labels.max() >= len(class_emb):
-                raise UserError(f"{where}: column {text_col!r} has labels outside 0..{len(class_emb) - 1}")
+                raise UserError(f"{where[0]}..: column {text_col!r} has labels outside 0..{len(class_emb) - 1}")
             out["embeddings"], out["labels"] = class_emb[labels], labels
             out[CAPTIONS] = encode_captions([class_names[k] for k in labels], width)
             if class_tok is not None:
                 out.update({k: v[labels] for k, v in class_tok.items()})
         return out
 
-    plan = [(f"shard-{fi:05d}-{j:05d}", lambda fi=fi, a=a, b=b: build(fi, a, b))
-            for fi, t in enumerate(tables) for j, (a, b) in enumerate(chunks(t.num_rows, shard_size))]
     source = {"from-parquet": [[str(f.relative_to(src)) if src.is_dir() else f.name, f.stat().st_size] for f in files],
               "columns": [image_column, text_col], "size": size, "encoder": encoder_name,
               "shard_size": shard_size, "class_names": len(class_emb) if class_emb is not None else None,
@@ -149,5 +150,24 @@ def convert_parquet(src: str | os.PathLike, out_dir: str, *, image_column: str =
     meta = {"encoder": encoder_record(encode, encoder, encoder_name), **({"name": name} if name else {}),
             "source": {"converter": "from-parquet", "input": str(src.resolve()), "size": size,
                        "columns": [image_column, text_col]}}
+    if buckets:  # every row keeps its aspect: the bucket nearest it (ouro/data/convert/bucketed.py)
+        from ouro.data.convert.bucketed import convert_bucketed
+        from ouro.data.convert.images import image_size_of
+
+        refs = [(fi, r) for fi, t in enumerate(tables) for r in range(t.num_rows)]
+        sizes = [image_size_of(_image_bytes(tables[fi].column(image_column)[r].as_py(), f"{files[fi]} row {r}"),
+                               f"{files[fi]} row {r}") for fi, r in refs]
+
+        def plan_for(mine: list[int], px: tuple[int, int]) -> list:
+            return [(f"shard-{j:05d}", lambda a=a, b=b: build([refs[i] for i in mine[a:b]], px))
+                    for j, (a, b) in enumerate(chunks(len(mine), shard_size))]
+
+        return convert_bucketed(sizes, plan_for, out_dir, buckets, size=size, step=bucket_step,
+                                max_aspect=max_aspect, encode=encode, source=source, meta=meta, progress=progress,
+                                text_tokens=tokens_meta, desc="from-parquet")
+    if bucket_step is not None or max_aspect is not None:
+        raise UserError("--bucket-step / --max-aspect only apply with --buckets")
+    plan = [(f"shard-{fi:05d}-{j:05d}", lambda fi=fi, a=a, b=b: build([(fi, r) for r in range(a, b)], size))
+            for fi, t in enumerate(tables) for j, (a, b) in enumerate(chunks(t.num_rows, shard_size))]
     return run_plan(out_dir, plan, source=source, desc="from-parquet", progress=progress, text_tokens=tokens_meta,
                     meta=meta)
