@@ -79,6 +79,9 @@ def train(cfg: Any, make_model: ModelFactory | None = None, *,
     created = [Path(d) for d in writes if not is_url(d) and not Path(d).exists()]
     try:
         with contextlib.ExitStack() as stack:
+            # last out: a later run in this process (a notebook's next train()) must not name
+            # this run's checkpoints as its safe step
+            stack.callback(setattr, HostWatch, "current_checkpoints", None)
             stop = stack.enter_context(StopFlag())
             stack.enter_context(HostWatch(cfg.host_timeout_s))  # a lost pod host: one line, no hang
             with agreed("run-lock"):  # a refusal on process 0 stops every host at once

@@ -244,7 +244,9 @@ def test_batched_equals_one_by_one_with_drop_and_mask(name):
     for i in range(3):
         one = run(m, x[i:i + 1], t[i:i + 1], ctx[i:i + 1], drop=drop[i:i + 1],
                 **{k: v[i:i + 1] for k, v in kw.items()})
-        np.testing.assert_allclose(batched[i:i + 1], one, rtol=1e-5, atol=1e-5)
+        # float32 rounding only: a batch of 3 and a batch of 1 reduce in different orders
+        # (outputs up to ~20; seen: 1.4e-5 relative on one element of 96 for DiT)
+        np.testing.assert_allclose(batched[i:i + 1], one, rtol=5e-5, atol=5e-5)
     # drop is the family's null condition: it changes the output, and it ignores the condition
     assert not np.allclose(batched[1], run(m, x, t, ctx, **kw)[1], atol=1e-4)
     other = ctx[::-1] if ctx.ndim == 1 else ctx + 1.0

@@ -14,7 +14,7 @@ from ouro.model import param_count, preset
 from ouro.plan.compile import parse_topology, plan, pod_plan_table
 from ouro.train.config import DataConfig, MeshConfig, preset_config
 
-FSDP = (1, 2, 8)  # unsharded, the first split and the widest: 3 compiles, not 4
+FSDP = (1, 8)  # unsharded and the widest split: compiles are most of this file's time
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +70,11 @@ def test_fsdp_shards_state_and_temporaries_do_not_grow(rows):
     for (f, a), (g, b) in zip(zip(FSDP, args), zip(FSDP[1:], args[1:])):
         assert b < 0.6 ** math.log2(g / f) * a, args  # parameters + optimizer state halve with each doubling
     # one layer gathered at a time, activations stay batch-split. Sharding costs a fixed
-    # overhead (the gathered layer and its full gradient before the reduce-scatter: here
-    # +17% at fsdp=2) that must not grow with fsdp and stays under one f32 copy of the
-    # weights. Without the scan's sharding hints (ouro.sharding) XLA all-gathered
-    # whole-batch activations instead: temporaries grew 181 -> 196 -> 251 -> 385 MiB over
-    # fsdp 1/2/4/8 in a dim-256 bf16 variant of this model.
-    assert max(temps[1:]) <= 1.05 * temps[1], temps
+    # overhead (the gathered layer and its full gradient before the reduce-scatter: +17% at
+    # fsdp=2 when that was compiled too) that stays under one f32 copy of the weights.
+    # Without the scan's sharding hints (ouro.sharding) XLA all-gathered whole-batch
+    # activations instead: temporaries grew 181 -> 196 -> 251 -> 385 MiB over fsdp 1/2/4/8
+    # in a dim-256 bf16 variant of this model.
     assert max(temps) <= temps[0] + rows[1]["params_bytes"], temps
 
 
