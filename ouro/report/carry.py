@@ -131,9 +131,9 @@ def _carry_rows(old: list[Block], new: list[Block], absent: set[str], mark: str)
         return []
     lines = new[0].lines
     at = max((i for i, ln in enumerate(lines) if ln.startswith("|")), default=None)
-    if at is None:  # no table here at all: the old one, header included
-        lines[:] = _drop_not_yet(lines)
-        lines += ["", old_head, "|" + "---|" * len(_row_cells(old_head))]
+    if at is None:  # no run here at all: the old table, with the paragraph that explains it
+        intro = _drop_not_yet(old_lines[:old_lines.index(old_head)])
+        lines[:] = intro + [old_head, "|" + "---|" * len(_row_cells(old_head))]
         at, new_head = len(lines) - 1, old_head
     else:
         new_head = next(ln for ln in lines if ln.startswith("| run |"))
@@ -147,6 +147,8 @@ def _carry_rows(old: list[Block], new: list[Block], absent: set[str], mark: str)
     # rows carried before keep the provenance line they came with (a rerun changes nothing)
     note = next((ln for ln in old_lines if ln.startswith(ROWS_NOTE)), f"{ROWS_NOTE} {mark}.")
     lines[at + 1:at + 1] = [*carried, "", note]
+    if lines[-1].strip():  # the next section's heading stays a paragraph away
+        lines.append("")
     return [_row_name(row) for row in rows]
 
 
