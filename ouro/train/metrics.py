@@ -109,13 +109,28 @@ class WandB:
         self.run.finish()
 
 
+def _tensorboardx():
+    """tensorboardX, imported without torch: where torch is installed tensorboardX imports it
+    (1 s, 2 CPU-s per training process) only so that torch tensors pass as values; ouro logs
+    floats and numpy images. A process that has torch already keeps it."""
+    import sys
+
+    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+        import tensorboardX
+        return tensorboardX
+    sys.modules["torch"] = None  # `import torch` raises ImportError while tensorboardX loads
+    try:
+        import tensorboardX
+    finally:
+        del sys.modules["torch"]
+    return tensorboardX
+
+
 class TensorBoard:
     """Event files in out_dir/tensorboard/ (tensorboardX): `tensorboard --logdir outputs/`."""
 
     def __init__(self, out_dir: Path):
-        from tensorboardX import SummaryWriter
-
-        self.writer = SummaryWriter(logdir=str(Path(out_dir) / "tensorboard"), flush_secs=30)
+        self.writer = _tensorboardx().SummaryWriter(logdir=str(Path(out_dir) / "tensorboard"), flush_secs=30)
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         for k, v in scalars.items():
@@ -134,6 +149,7 @@ def read_events(logdir: str | Path) -> list:
     TFRecord framing is (u64 length, u32 crc, payload, u32 crc)."""
     import struct
 
+    _tensorboardx()
     from tensorboardX.proto import event_pb2
 
     events = []

@@ -99,6 +99,14 @@ def make_optimizer(cfg, params: nnx.State, dim: int) -> optax.GradientTransforma
     )
 
 
+_SCHEDULES: dict[tuple, Any] = {}
+
+
 def reference_lr(cfg, step: int, dim: int) -> float:
-    """The lr logged in loss.csv: that of a D x D hidden matrix at `step`."""
-    return float(cfg.lr * schedule(cfg)(step) / dim)
+    """The lr logged in loss.csv: that of a D x D hidden matrix at `step`. The schedule is
+    compiled once per (warm-up, steps, floor): called eagerly, its dozen jnp operations
+    compiled one by one at the first log row (0.5 s) and dispatched one by one at every row."""
+    key = (cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+    if key not in _SCHEDULES:
+        _SCHEDULES[key] = jax.jit(schedule(cfg))
+    return float(cfg.lr * _SCHEDULES[key](step) / dim)

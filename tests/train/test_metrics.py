@@ -98,3 +98,18 @@ def test_the_documented_tensorboard_viewer_is_installed():
     exe = Path(sys.executable).parent / "tensorboard"
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip()[:1].isdigit(), out.stderr[-500:]
+
+
+def test_tensorboard_logging_does_not_import_torch(tmp_path):
+    """tensorboardX imports torch when it is installed (2 CPU-s per training process) only to
+    accept torch tensors; ouro's sink loads it without, and a process that uses torch keeps it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ouro.train.metrics import TensorBoard, read_events; "
+            "tb = TensorBoard(sys.argv[1]); tb.log({'loss': 0.5}, 1); tb.finish(); "
+            "print('torch' in sys.modules, [v.simple_value for e in read_events(sys.argv[1]) for v in e.summary.value]); "
+            "import torch; print(torch.ones(2).sum().item())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["False [0.5]", "2.0"], out.stdout
