@@ -15,6 +15,7 @@ BENCHES = {
     "train": "ouro.bench.train",
     "families": "ouro.bench.families",
     "data": "ouro.bench.data",
+    "checkpoint": "ouro.bench.checkpoint",  # save + restore through gs:// (the GCS emulator)
     "kernels": "ouro.bench.kernels",
     "gpu": "ouro.bench.gpu",  # xut-small bf16 train step on NVIDIA GPUs (tiny stand-in elsewhere)
 }
