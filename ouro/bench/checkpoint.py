@@ -41,14 +41,20 @@ def checkpoint_bytes(preset_name: str) -> int:
     return 16 * param_count(preset(preset_name))
 
 
-def run(mib: float = 128, repeats: int = 3) -> dict:
+def run(mib: float = 128, repeats: int = 3, *, prefix: str | None = None) -> dict:
+    """Time `repeats` saves and restores of a `mib` MiB state. `prefix`: a gs:// directory on
+    an endpoint this process already uses (the test suite's emulator: TensorStore reads its
+    endpoint once per process); by default a fresh emulator for this process."""
     import jax
 
     from ouro.sim.gcs_emulator import GcsEmulator
     from ouro.train.checkpoint import Checkpointer
 
-    emulator = GcsEmulator([BUCKET]).start()
-    os.environ.update(emulator.client_env())
+    emulator = None
+    if prefix is None:
+        emulator = GcsEmulator([BUCKET]).start()
+        os.environ.update(emulator.client_env())
+        prefix = f"gs://{BUCKET}/bench"
     try:
         state = state_of(mib)
         nbytes = sum(a.nbytes for a in jax.tree.leaves(state))
@@ -57,7 +63,7 @@ def run(mib: float = 128, repeats: int = 3) -> dict:
         shardings = jax.tree.map(lambda _: one, state)
         saves, restores = [], []
         for r in range(repeats):
-            url = f"gs://{BUCKET}/bench/run-{r}"
+            url = f"{prefix}/run-{r}"
             ck = Checkpointer(url)
             t0 = time.perf_counter()
             ck.save(1, state, {"repeat": r}, wait=True)  # written, confirmed, record on the bucket
@@ -74,7 +80,8 @@ def run(mib: float = 128, repeats: int = 3) -> dict:
             if not same or meta != {"repeat": r}:
                 raise AssertionError(f"{url}: the restored checkpoint differs from the saved one")
     finally:
-        emulator.stop()
+        if emulator is not None:
+            emulator.stop()
     return {
         "what": "ouro Checkpointer through ouro's GCS emulator (loopback HTTP), one device",
         "state_bytes": nbytes, "repeats": repeats,

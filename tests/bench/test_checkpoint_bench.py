@@ -6,8 +6,10 @@ import pytest
 from ouro.bench import checkpoint as bench_ckpt
 
 
-def test_checkpoint_bench_round_trips_through_the_emulator_and_reports_times():
-    r = bench_ckpt.run(mib=2, repeats=2)
+def test_checkpoint_bench_round_trips_through_the_emulator_and_reports_times(gcs_emulator):
+    # the session's emulator: TensorStore reads its endpoint once per process, so a bench that
+    # started its own here would leave later gs:// tests in this worker talking to a dead one
+    r = bench_ckpt.run(mib=2, repeats=2, prefix="gs://ouro-test/bench-checkpoint")
     assert r["state_bytes"] == 16 * 32 * 1024 * 4 + 4  # 16 float32 (32, 1024) leaves + the step
     assert len(r["save_s"]) == len(r["restore_s"]) == 2 and min(r["save_s"] + r["restore_s"]) > 0
     assert r["save_mib_per_s"] == pytest.approx(r["state_bytes"] / 2**20 / r["save_s_median"])
