@@ -4,8 +4,9 @@ and the bytes one checkpoint of each preset takes.
 The path is the run's own: ouro's Checkpointer (Orbax + TensorStore over HTTP) saves a train
 state to a bucket of ouro's GCS emulator on 127.0.0.1 and confirms it (the record of every
 object's size and the MD5 the store computed), then a fresh Checkpointer checks that record
-against one listing and restores the arrays, which must equal what was saved. `save_s` runs from `save` to the confirmed record, `restore_s` from
-the check to arrays that have been waited for. The emulator is a local process, so these are
+against one listing and restores the arrays, which must equal what was saved. `save_s` runs
+from `save` to the confirmed record, `restore_s` from the check to arrays that have been
+waited for. The emulator is a local process, so these are
 ouro's and Orbax's costs plus loopback HTTP, not a real bucket's bandwidth.
 
 Bytes per checkpoint come from the model's accounting (param_count): params, EMA and Adam's
